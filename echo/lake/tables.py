@@ -1,0 +1,270 @@
+"""Every table of the lake, defined in one place: path, explicit schema, partitioning,
+natural key. Both Delta backends and every job take their schemas from here.
+
+Columns required by ``CONTRACT.md`` section 5 come first in each schema; the rest are
+what operators need (lineage, partition columns, counters for metrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import (
+    BinaryType,
+    DataType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+
+def _f(name: str, tp: DataType, nullable: bool = True) -> StructField:
+    return StructField(name, tp, nullable)
+
+
+S, L, D, I = StringType(), LongType(), DoubleType(), IntegerType()  # noqa: E741
+
+#: The event fields of CONTRACT.md section 1 (common + per type), in bronze order.
+EVENT_FIELDS = StructType(
+    [
+        _f("event_id", S, False),
+        _f("event_type", S, False),
+        _f("ts_ms", L, False),
+        _f("user_id", S, False),
+        _f("doc_id", S, False),
+        _f("doc_version", L, False),
+        _f("language", S),
+        _f("client", S),
+        _f("suggestion_id", S),
+        _f("model_id", S),
+        _f("offset", L),
+        _f("text", S),
+        _f("prefix", S),
+        _f("suffix", S),
+        _f("latency_ms", L),
+        _f("accepted_text", S),
+        _f("reason", S),
+        _f("delete_len", L),
+        _f("insert_text", S),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A lake table: its path under the lake root and its explicit schema."""
+
+    name: str
+    schema: StructType
+    partition_by: tuple[str, ...]
+    keys: tuple[str, ...]
+    description: str
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.schema.fields]
+
+
+EVENTS = Table(
+    name="bronze/events",
+    schema=StructType(
+        [
+            *EVENT_FIELDS.fields,
+            _f("ingested_at", TimestampType(), False),
+            _f("content_hash", S, False),  # sha256 of the record's canonical JSON
+            _f("source", S, False),  # file the event was first read from
+            _f("run_no", L, False),  # ingest run that kept it (monotonic per lake)
+            _f("event_date", DateType(), False),  # UTC date of ts_ms
+        ]
+    ),
+    partition_by=("event_date",),
+    keys=("event_id",),
+    description="one row per event kept (deduplicated)",
+)
+
+QUARANTINE = Table(
+    name="bronze/quarantine",
+    schema=StructType(
+        [
+            _f("raw", S, False),  # the record as text (invalid UTF-8 shown as U+FFFD)
+            _f("reason", S, False),
+            _f("source", S, False),
+            _f("ingested_at", TimestampType(), False),
+            _f("raw_bytes", BinaryType(), False),  # the exact bytes, nothing lost
+            _f("line_no", L),  # 1-based line in a JSONL file, row number in Parquet
+            _f("event_id", S),  # when the record had a string event_id
+            _f("record_hash", S, False),  # identity for re-ingest dedup
+            _f("detail", S),  # which field failed, for operators
+            _f("run_no", L, False),
+            _f("ingest_date", DateType(), False),
+        ]
+    ),
+    partition_by=("ingest_date",),
+    keys=("record_hash",),
+    description="one row per record refused, with the first reason that applies",
+)
+
+INGEST_RUNS = Table(
+    name="bronze/ingest_runs",
+    schema=StructType(
+        [
+            _f("run_no", L, False),
+            _f("started_at", TimestampType(), False),
+            _f("finished_at", TimestampType(), False),
+            _f("inputs", S, False),  # JSON list of input paths
+            _f("records_read", L, False),
+            _f("kept", L, False),
+            _f("duplicates", L, False),
+            _f("quarantined", L, False),
+            _f("quarantined_by_reason", S, False),  # JSON object reason -> count
+            _f("config", S, False),  # resolved config, JSON
+        ]
+    ),
+    partition_by=(),
+    keys=("run_no",),
+    description="one row per ingest run: the counts it reported",
+)
+
+SESSIONS = Table(
+    name="silver/sessions",
+    schema=StructType(
+        [
+            _f("session_id", S, False),
+            _f("user_id", S, False),
+            _f("start_ts_ms", L, False),
+            _f("end_ts_ms", L, False),
+            _f("n_events", L, False),
+            _f("n_docs", L, False),
+            _f("duration_s", D, False),
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("session_id",),
+    description="one row per session (per user, split on inactivity gaps)",
+)
+
+SUGGESTIONS = Table(
+    name="silver/suggestions",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("session_id", S),
+            _f("user_id", S, False),
+            _f("doc_id", S, False),
+            _f("model_id", S),
+            _f("language", S),
+            _f("shown_ts_ms", L),
+            _f("proposal", S),
+            _f("accepted_text", S),
+            _f("final_text", S),
+            _f("outcome", S, False),
+            _f("edit_similarity", D),
+            # beyond the contract's minimum
+            _f("prefix", S),
+            _f("suffix", S),
+            _f("shown_offset", L),
+            _f("latency_ms", L),
+            _f("accepted_ts_ms", L),
+            _f("accepted_doc_version", L),
+            _f("horizon_ts_ms", L),
+            _f("walk_end", S),  # horizon | exhausted | lost | ambiguous (accepted only)
+            _f("changes_applied", L),
+            _f("accepted_chars", L),  # len(accepted_text) in code points
+            _f("retained_chars", L),  # chars of accepted_text that survive in final_text (LCS)
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("suggestion_id",),
+    description="one row per shown suggestion (and per orphan) with its outcome",
+)
+
+ACCEPTANCE_METRICS = Table(
+    name="gold/acceptance_metrics",
+    schema=StructType(
+        [
+            _f("model_id", S),
+            _f("language", S),
+            _f("day", DateType(), False),
+            _f("shown", L, False),
+            _f("accepted", L, False),
+            _f("acceptance_rate", D, False),
+            _f("kept", L, False),
+            _f("refined", L, False),
+            _f("rewritten", L, False),
+            _f("deleted", L, False),
+            _f("replay_gap", L, False),
+            _f("accepted_chars", L, False),
+            _f("retained_chars", L, False),
+            _f("char_retention", D),  # retained_chars / accepted_chars (null if no chars)
+        ]
+    ),
+    partition_by=("day",),
+    keys=("model_id", "language", "day"),
+    description="one row per model_id x language x UTC day of shown_ts_ms",
+)
+
+REFINEMENT_PAIRS = Table(
+    name="gold/refinement_pairs",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("prefix", S),
+            _f("suffix", S),
+            _f("proposal", S, False),
+            _f("final_text", S, False),
+            _f("outcome", S, False),
+            _f("language", S),
+            _f("model_id", S),
+            _f("split", S, False),
+            # lineage and weighting
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("shown_ts_ms", L),
+            _f("accepted_ts_ms", L),
+            _f("edit_similarity", D),
+            _f("weight", D, False),
+            _f("scrubbed", L, False),  # number of secrets/PII replaced in this pair
+            _f("source_version", L, False),  # silver/suggestions version it came from
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("suggestion_id",),
+    description="one row per kept or refined suggestion that passed the quality filters",
+)
+
+STAGE_STATE = Table(
+    name="_echo/stage_state",
+    schema=StructType(
+        [
+            _f("stage", S, False),
+            _f("run_no", L, False),  # highest bronze ingest run the stage has processed
+            _f("updated_at", TimestampType(), False),
+            _f("detail", S),  # JSON: input table versions, counts
+        ]
+    ),
+    partition_by=(),
+    keys=("stage",),
+    description="incremental-processing watermark per stage",
+)
+
+ALL_TABLES: tuple[Table, ...] = (
+    EVENTS,
+    QUARANTINE,
+    INGEST_RUNS,
+    SESSIONS,
+    SUGGESTIONS,
+    ACCEPTANCE_METRICS,
+    REFINEMENT_PAIRS,
+    STAGE_STATE,
+)
+
+TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}

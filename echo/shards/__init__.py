@@ -1,0 +1,1 @@
+"""Training shards: balanced Parquet files plus ``manifest.json`` (see docs/shards.md)."""

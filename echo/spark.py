@@ -1,0 +1,81 @@
+"""Building the Spark session: the one place where a job gets its ``SparkSession``.
+
+Under ``spark-submit`` (or on Databricks) the submit command or the cluster decides the
+master and the Delta packages; here we only add settings the pipeline relies on. Run
+from the CLI or the tests, a local session is built (``local[*]`` unless configured).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: Settings every Echo session gets (they do not change results, only make them stable).
+BASE_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.sql.sources.partitionOverwriteMode": "static",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+}
+
+#: Extra settings for local mode: small machines, quick tests.
+LOCAL_CONF: dict[str, str] = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.default.parallelism": "4",
+    "spark.driver.memory": "4g",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+}
+
+
+def _under_spark_submit() -> bool:
+    return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("SPARK_ENV_LOADED") == "1" or any(
+        "pyspark-shell" in a for a in os.environ.get("PYSPARK_SUBMIT_ARGS", "").split()
+    )
+
+
+def get_spark(app_name: str = "echo", *, master: str = "", conf: dict[str, str] | None = None) -> SparkSession:
+    """Return the active session, or build one with Echo's settings.
+
+    ``master`` is honoured only when no master is set already (spark-submit sets one).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    local = not _under_spark_submit() and not os.environ.get("DATABRICKS_RUNTIME_VERSION")
+    settings = dict(BASE_CONF)
+    if local:
+        builder = builder.master(master or os.environ.get("ECHO_SPARK_MASTER", "local[*]"))
+        settings.update(LOCAL_CONF)
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("ECHO_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def delta_spark_available(spark: SparkSession) -> bool:
+    """True when the delta-spark JVM classes are on the classpath and the session has
+    Delta's SQL extension (what ``--packages io.delta:delta-spark_2.13:4.0.0`` plus its two
+    settings give, and what Databricks always has)."""
+    try:
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+    except Exception:
+        return False
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    return "DeltaSparkSessionExtension" in extensions or bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
