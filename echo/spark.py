@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -79,3 +81,18 @@ def delta_spark_available(spark: SparkSession) -> bool:
         return False
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     return "DeltaSparkSessionExtension" in extensions or bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+@contextmanager
+def spark_session(app_name: str, *, master: str = "", conf: dict[str, str] | None = None) -> Iterator[SparkSession]:
+    """A job's session: reuses an active one (a notebook's, a test's, ``run``'s) and
+    stops the session in ``finally`` only when this call built it."""
+    from pyspark.sql import SparkSession
+
+    owned = SparkSession.getActiveSession() is None
+    spark = get_spark(app_name, master=master, conf=conf)
+    try:
+        yield spark
+    finally:
+        if owned:
+            spark.stop()

@@ -1,0 +1,1 @@
+"""Jobs: ``main(argv) -> int`` per stage; parse, configure, read, transform, write."""

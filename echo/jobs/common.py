@@ -1,0 +1,80 @@
+"""What every job shares: argument parsing, the session, the lake, the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from echo.config import LakeConfig, PipelineConfig, add_config_args, resolve, to_dict
+from echo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from echo.lake import Lake
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see --help)")
+
+
+def job_parser(prog: str, description: str, *sections: type) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description)
+    add_config_args(parser, LakeConfig, *sections)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--report", default=None, help="also write the run report (JSON) to this file")
+    return parser
+
+
+def parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, *sections: type
+) -> tuple[argparse.Namespace, tuple[Any, ...]]:
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    configs = resolve(args, LakeConfig, *sections)
+    lake_cfg = configs[0]
+    if not lake_cfg.lake:
+        raise ConfigError("--lake DIR is required (a local path or an object-store URI)")
+    if lake_cfg.buckets < 1:
+        raise ConfigError("--buckets must be at least 1")
+    for c in configs:
+        if isinstance(c, PipelineConfig):
+            validate_pipeline(c)
+    return args, configs
+
+
+def validate_pipeline(cfg: PipelineConfig) -> None:
+    if cfg.session_gap_s < 0:
+        raise ConfigError("--session-gap-s must be >= 0")
+    if cfg.refine_window_s < 0:
+        raise ConfigError("--refine-window-s must be >= 0")
+    if not 0.0 <= cfg.min_refine_similarity <= 1.0:
+        raise ConfigError("--min-refine-similarity must be within [0, 1]")
+    if cfg.max_text_bytes < 1:
+        raise ConfigError("--max-text-bytes must be positive")
+
+
+def open_job_lake(spark: SparkSession, cfg: LakeConfig, *, create: bool = False) -> Lake:
+    from echo.lake import open_lake
+
+    lake = open_lake(spark, cfg.lake, cfg.lake_backend)
+    lake.check_root(create=create)
+    return lake
+
+
+def emit_report(name: str, report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the run report as one JSON line on stdout (and to --report FILE)."""
+    text = json.dumps({"stage": name, **report}, sort_keys=True, default=str)
+    print(text, flush=True)
+    if getattr(args, "report", None):
+        with open(args.report, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+def config_json(*configs: Any) -> str:
+    return json.dumps(to_dict(*configs), sort_keys=True)

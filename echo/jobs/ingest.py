@@ -1,0 +1,109 @@
+"""ingest: events (JSON Lines or Parquet) -> bronze/events, bronze/quarantine.
+
+    python -m echo ingest --events PATH [PATH...] --lake DIR
+    spark-submit jobs/ingest.py --events PATH [PATH...] --lake DIR
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pyspark import StorageLevel
+
+from echo.config import LakeConfig, PipelineConfig
+from echo.errors import InputError
+from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
+from echo.lake.tables import EVENTS, INGEST_RUNS, QUARANTINE
+from echo.progress import Progress
+from echo.sources import list_inputs, read_records
+from echo.spark import spark_session
+from echo.stages.ingest import classify, count_outcomes, to_events, to_quarantine
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from echo.lake import Lake
+
+STAGE = "ingest"
+
+
+def add_events_arg(parser: Any) -> None:
+    parser.add_argument(
+        "--events", nargs="+", required=True, metavar="PATH",
+        help="input files or directories (*.jsonl, *.jsonl.gz, *.parquet), in ingestion order",
+    )  # fmt: skip
+
+
+def execute(
+    spark: SparkSession,
+    lake: Lake,
+    events: Sequence[str],
+    cfg: PipelineConfig,
+    *,
+    progress: Progress,
+    config_text: str = "{}",
+) -> dict[str, Any]:
+    files = list_inputs(events)
+    total = sum(f.size for f in files)
+    progress.step(f"reading {len(files)} file(s), {total / 1e6:.1f} MB")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    for t in (EVENTS, QUARANTINE, INGEST_RUNS):
+        lake.ensure(t)
+
+    from echo.jobs.state import latest_run
+
+    run_no = latest_run(lake) + 1
+    records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes)
+    known_events = lake.read(EVENTS).select("event_id", "content_hash")
+    known_q = lake.read(QUARANTINE).select("record_hash")
+    classified = classify(records, known_events, known_q).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        try:
+            counts = count_outcomes(classified)
+        except Exception as exc:  # a file vanished or became unreadable mid-read
+            raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
+        progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
+                      duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
+        info = {"echo.stage": STAGE, "echo.run_no": str(run_no)}
+        if counts["quarantined"]:
+            lake.append(QUARANTINE, to_quarantine(classified, run_no=run_no, ingested_at=started), info=info)
+            progress.step("bronze/quarantine committed", version=lake.version(QUARANTINE))
+        if counts["kept"]:
+            lake.append(EVENTS, to_events(classified, run_no=run_no, ingested_at=started), info=info)
+            progress.step("bronze/events committed", version=lake.version(EVENTS))
+    finally:
+        classified.unpersist()
+
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    run_row = (
+        run_no, started, finished, json.dumps([f.uri for f in files]), counts["records_read"], counts["kept"],
+        counts["duplicates"], counts["quarantined"], json.dumps(counts["quarantined_by_reason"]), config_text,
+    )  # fmt: skip
+    lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
+    return {"run_no": run_no, "files": len(files), **counts}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "Error" in line or "error" in line:
+            return line.strip()[:300]
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("echo-pipeline ingest", __doc__ or "", PipelineConfig)
+    add_events_arg(parser)
+    args, (lake_cfg, cfg) = parse(parser, argv, PipelineConfig)
+    assert isinstance(lake_cfg, LakeConfig)
+    progress = Progress(STAGE, quiet=args.quiet)
+    list_inputs(args.events)  # fail fast, before a session starts, on missing inputs
+    with spark_session("echo-ingest", master=lake_cfg.master) as spark:
+        lake = open_job_lake(spark, lake_cfg, create=True)
+        report = execute(spark, lake, args.events, cfg, progress=progress, config_text=config_json(lake_cfg, cfg))
+    emit_report(STAGE, report, args)
+
+    return 0

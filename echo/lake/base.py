@@ -1,0 +1,175 @@
+"""The Delta layer's interface: the logical operations every job uses.
+
+Two backends implement it (see :mod:`echo.lake.delta_rs` and :mod:`echo.lake.delta_spark`);
+jobs never see which one runs. Every write is one Delta commit, so a failed or
+interrupted job leaves each table at its last committed version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from echo.errors import LakeError
+from echo.lake.tables import Table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+MARKER = "_echo/lake.json"
+
+
+def join_uri(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def spark_uri(uri: str) -> str:
+    """The URI Spark's Hadoop filesystems understand (s3:// is s3a:// for Hadoop)."""
+    if uri.startswith("s3://"):
+        return "s3a://" + uri[len("s3://") :]
+    if is_local(uri):
+        return "file://" + os.path.abspath(local_path(uri))
+    return uri
+
+
+def sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def in_predicate(column: str, values: Sequence[Any]) -> str:
+    return f"`{column}` IN ({', '.join(sql_literal(v) for v in values)})"
+
+
+class Lake(ABC):
+    """A lake root holding Echo's Delta tables."""
+
+    backend_name = "abstract"
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        if not root:
+            raise LakeError("no lake given: pass --lake DIR (a local path or an object-store URI)")
+        self.spark = spark
+        self.root = os.path.abspath(root) if is_local(root) and "://" not in root else root.rstrip("/")
+
+    # -- lake root -------------------------------------------------------------------
+    def path(self, table: Table) -> str:
+        return join_uri(self.root, table.name)
+
+    def check_root(self, *, create: bool) -> None:
+        """Refuse a root that is not an Echo lake. ``create`` makes a new, empty one
+        (only where nothing is, or an empty directory)."""
+        marker_present = self._exists(join_uri(self.root, MARKER))
+        if marker_present:
+            return
+        if not create:
+            raise LakeError(f"{self.root} is not an Echo lake (no {MARKER}); run 'ingest' first")
+        if is_local(self.root):
+            p = local_path(self.root)
+            if os.path.exists(p) and not os.path.isdir(p):
+                raise LakeError(f"lake root {self.root} is a file, not a directory")
+            if os.path.isdir(p) and os.listdir(p):
+                raise LakeError(
+                    f"{self.root} is not empty and is not an Echo lake (no {MARKER}); "
+                    "refusing to write tables into it"
+                )
+        self._write_text(join_uri(self.root, MARKER), json.dumps({"format": "echo-lake", "version": 1}))
+
+    # -- storage primitives (local or object store) --------------------------------------
+    def _fs(self, uri: str) -> tuple[Any, str]:
+        import pyarrow.fs as pafs
+
+        if is_local(uri):
+            return pafs.LocalFileSystem(), os.path.abspath(local_path(uri))
+        return pafs.FileSystem.from_uri(uri)
+
+    def _exists(self, uri: str) -> bool:
+        import pyarrow.fs as pafs
+
+        fs, p = self._fs(uri)
+        return bool(fs.get_file_info(p).type != pafs.FileType.NotFound)
+
+    def _write_text(self, uri: str, text: str) -> None:
+        fs, p = self._fs(uri)
+        parent = p.rsplit("/", 1)[0]
+        fs.create_dir(parent, recursive=True)
+        with fs.open_output_stream(p) as out:
+            out.write(text.encode("utf-8"))
+
+    # -- table operations ---------------------------------------------------------------
+    @abstractmethod
+    def exists(self, table: Table) -> bool:
+        """True when the table has a Delta log."""
+
+    @abstractmethod
+    def ensure(self, table: Table) -> None:
+        """Create the table with its explicit schema and partitioning if it is missing."""
+
+    @abstractmethod
+    def read(self, table: Table) -> DataFrame:
+        """The current snapshot as a Spark DataFrame with the table's schema (empty if the
+        table does not exist yet)."""
+
+    @abstractmethod
+    def version(self, table: Table) -> int | None:
+        """Current Delta version, or None when the table does not exist."""
+
+    @abstractmethod
+    def history(self, table: Table) -> list[dict[str, Any]]:
+        """Commit history, newest first (Delta's ``history``)."""
+
+    @abstractmethod
+    def append(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
+        """Insert the rows of ``df`` in one commit."""
+
+    @abstractmethod
+    def replace_partitions(
+        self,
+        table: Table,
+        df: DataFrame,
+        values: Sequence[Any],
+        *,
+        info: dict[str, str] | None = None,
+    ) -> None:
+        """Atomically replace every row whose (single) partition column is in ``values``
+        with the rows of ``df`` (which must lie in those partitions). Unpartitioned tables:
+        ``values`` is ignored and the whole table is replaced."""
+
+    @abstractmethod
+    def merge(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
+        """Upsert ``df`` on the table's natural keys (update matches, insert the rest)."""
+
+    @abstractmethod
+    def delete(self, table: Table, predicate: str) -> int:
+        """Delete the rows matching a SQL predicate; returns rows deleted."""
+
+    @abstractmethod
+    def vacuum(self, table: Table, retention_hours: int) -> int:
+        """Physically remove files no longer referenced (older than the retention)."""
+
+    # -- helpers shared by both backends -----------------------------------------------
+    def empty(self, table: Table) -> DataFrame:
+        return self.spark.createDataFrame([], table.schema)
+
+    def conform(self, table: Table, df: DataFrame) -> DataFrame:
+        """Select and cast ``df`` to exactly the table's columns, in order."""
+        from pyspark.sql import functions as F
+
+        missing = [c for c in table.columns if c not in df.columns]
+        if missing:
+            raise ValueError(f"{table.name}: DataFrame lacks column(s) {missing}")
+        return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in table.schema.fields])

@@ -1,0 +1,277 @@
+"""Reading telemetry input files in Spark tasks.
+
+Inputs are JSON Lines (``*.jsonl``, ``*.jsonl.gz``, ``*.json``) or Parquet files, given as
+files or directories (searched recursively, in name order), local or on an object store.
+Every record gets an ingestion-order key ``(path_idx, pos)``: the position of its path
+on the command line, then its byte offset (JSONL) or row number (Parquet). That key
+decides which of two conflicting records came "first" (CONTRACT.md 1.2).
+
+The files are read by Spark tasks, not by the driver: the driver only lists files and
+cuts large plain-text files into byte ranges (a line belongs to the range holding its
+first byte, as in Hadoop's line reader). Each task validates its records as it reads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from echo.errors import InputError
+from echo.stages.validate import (
+    EVENT_COLUMNS,
+    INVALID_JSON,
+    Verdict,
+    parquet_row_identity,
+    validate_json_line,
+    validate_object,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet",)
+SPLIT_BYTES = 128 * 1024 * 1024  # plain JSONL files larger than this are read in ranges
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path_idx: int  # order of the file among all inputs (command line, then name order)
+    uri: str
+    fmt: str  # "jsonl" | "jsonl.gz" | "parquet"
+    size: int
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    file: InputFile
+    start: int  # byte offset (jsonl) or row group (parquet)
+    end: int  # exclusive; -1 = to the end
+
+
+def _fs(uri: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    if "://" not in uri or uri.startswith("file://"):
+        return pafs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _format_of(name: str) -> str | None:
+    low = name.lower()
+    if low.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if low.endswith(JSONL_SUFFIXES):
+        return "jsonl.gz" if low.endswith(".gz") else "jsonl"
+    return None
+
+
+def list_inputs(paths: Sequence[str]) -> list[InputFile]:
+    """Expand the command line's paths into input files, in ingestion order.
+
+    A missing path, an unreadable one, or a directory with no input files is an
+    :class:`InputError` (one line, nothing written)."""
+    import pyarrow.fs as pafs
+
+    if not paths:
+        raise InputError("no input given: pass --events PATH [PATH...]")
+    files: list[InputFile] = []
+    seen: set[str] = set()
+    for given in paths:
+        try:
+            fs, p = _fs(given)
+            info = fs.get_file_info(p)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read input {given}: {exc}") from None
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(f"input not found: {given}")
+        if info.type == pafs.FileType.Directory:
+            try:
+                found = fs.get_file_info(pafs.FileSelector(p, recursive=True))
+            except OSError as exc:
+                raise InputError(f"cannot list input directory {given}: {exc}") from None
+            entries = sorted(
+                (f for f in found if f.type == pafs.FileType.File and _format_of(f.base_name)),
+                key=lambda f: f.path,
+            )
+            if not entries:
+                raise InputError(f"no input files (*.jsonl, *.jsonl.gz, *.parquet) under {given}")
+        else:
+            if _format_of(info.base_name) is None:
+                raise InputError(f"unsupported input file type: {given} (expected .jsonl, .jsonl.gz or .parquet)")
+            entries = [info]
+        prefix = "" if ("://" not in given or given.startswith("file://")) else given.split("://")[0] + "://"
+        for f in entries:
+            uri = prefix + f.path if prefix and "://" not in f.path else f.path
+            if uri in seen:
+                continue  # the same file named twice is read once
+            seen.add(uri)
+            if not os.access(uri, os.R_OK) and not prefix:
+                raise InputError(f"input not readable: {uri}")
+            files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0)))
+    return files
+
+
+def plan_tasks(files: Sequence[InputFile], split_bytes: int = SPLIT_BYTES) -> list[ReadTask]:
+    """Cut inputs into read tasks: byte ranges of large plain files, row groups of Parquet."""
+    tasks: list[ReadTask] = []
+    for f in files:
+        if f.fmt == "jsonl" and f.size > split_bytes:
+            for start in range(0, f.size, split_bytes):
+                tasks.append(ReadTask(f, start, min(start + split_bytes, f.size)))
+        elif f.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            fs, p = _fs(f.uri)
+            try:
+                with fs.open_input_file(p) as fh:
+                    groups = pq.ParquetFile(fh).metadata.num_row_groups
+            except Exception as exc:
+                raise InputError(f"cannot read Parquet input {f.uri}: {str(exc).splitlines()[0]}") from None
+            tasks.extend(ReadTask(f, g, g + 1) for g in range(max(groups, 1)))
+        else:
+            tasks.append(ReadTask(f, 0, -1))
+    return tasks
+
+
+# -- executed in Spark tasks ---------------------------------------------------------------
+
+RecordRow = tuple[Any, ...]
+
+
+def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes, raw_text: str, v: Verdict) -> RecordRow:
+    ev = v.event or {}
+    return (
+        task.file.uri,
+        task.file.path_idx,
+        pos,
+        line_no,
+        raw,
+        raw_text,
+        v.reason,
+        v.detail,
+        v.event_id,
+        v.content_hash,
+        *[ev.get(c) for c in EVENT_COLUMNS],
+    )
+
+
+class _RawAdapter(io.RawIOBase):
+    """A pyarrow file as a Python raw stream (so io.BufferedReader gives readline)."""
+
+    def __init__(self, native: Any) -> None:
+        self._f = native
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._f.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def readinto(self, b: Any) -> int:
+        data = self._f.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _iter_lines(task: ReadTask) -> Iterator[tuple[int, int | None, bytes]]:
+    """(byte offset, 1-based line number or None, line without the newline)."""
+    fs, p = _fs(task.file.uri)
+    with fs.open_input_file(p) as native:
+        fh: Any = io.BufferedReader(_RawAdapter(native), buffer_size=1 << 20)
+        if task.file.fmt == "jsonl.gz":
+            fh = io.BufferedReader(gzip.GzipFile(fileobj=fh), buffer_size=1 << 20)  # type: ignore[arg-type]
+        pos = task.start
+        line_no: int | None = 1
+        if task.start > 0:
+            fh.seek(task.start - 1)
+            skipped = fh.readline()  # the rest of a line that began in the previous range
+            pos = task.start - 1 + len(skipped)
+            line_no = None  # unknown inside a range; (path_idx, pos) still orders records
+        end = task.end if task.end >= 0 else None
+        while end is None or pos < end:
+            line = fh.readline()
+            if not line:
+                break
+            start = pos
+            pos += len(line)
+            yield start, line_no, line.rstrip(b"\n").rstrip(b"\r")
+            if line_no is not None:
+                line_no += 1
+
+
+def read_task(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
+    """Read and validate the records of one task. Blank lines are not records."""
+    if task.file.fmt == "parquet":
+        yield from _read_parquet(task, max_text_bytes)
+        return
+    for pos, line_no, line in _iter_lines(task):
+        if not line.strip():
+            continue
+        v = validate_json_line(line, max_text_bytes=max_text_bytes)
+        text = line.decode("utf-8", errors="replace")
+        yield _row(task, pos, line_no, line, text, v)
+
+
+def _read_parquet(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
+    import pyarrow.parquet as pq
+
+    fs, p = _fs(task.file.uri)
+    with fs.open_input_file(p) as fh:
+        pf = pq.ParquetFile(fh)
+        if pf.metadata.num_row_groups == 0:
+            return
+        first_row = sum(pf.metadata.row_group(g).num_rows for g in range(task.start))
+        table = pf.read_row_group(task.start)
+        for i, row in enumerate(table.to_pylist()):
+            obj, content_hash, raw = parquet_row_identity(row)
+            raw_bytes = raw.encode("utf-8", "surrogatepass")
+            v = (
+                validate_object(obj, content_hash, max_text_bytes=max_text_bytes)
+                if obj is not None
+                else Verdict(INVALID_JSON, None, None, content_hash, None)
+            )
+            yield _row(task, first_row + i, first_row + i + 1, raw_bytes, raw, v)
+
+
+def records_schema() -> Any:
+    from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
+
+    from echo.lake.tables import EVENT_FIELDS
+
+    return StructType(
+        [
+            StructField("source", StringType(), False),
+            StructField("path_idx", IntegerType(), False),
+            StructField("pos", LongType(), False),
+            StructField("line_no", LongType(), True),
+            StructField("raw_bytes", BinaryType(), False),
+            StructField("raw", StringType(), False),
+            StructField("q_reason", StringType(), True),  # None: valid event
+            StructField("q_detail", StringType(), True),
+            StructField("record_event_id", StringType(), True),
+            StructField("content_hash", StringType(), False),
+            *[StructField(f.name, f.dataType, True) for f in EVENT_FIELDS.fields],
+        ]
+    )
+
+
+def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_bytes: int) -> DataFrame:
+    """All records of the inputs as a DataFrame (``records_schema``), read by Spark tasks."""
+    tasks = plan_tasks(files)
+    schema = records_schema()
+    rdd = spark.sparkContext.parallelize(tasks, max(1, len(tasks))).mapPartitions(
+        lambda it: (row for t in it for row in read_task(t, max_text_bytes))
+    )
+    return spark.createDataFrame(rdd, schema)

@@ -1,0 +1,1 @@
+"""Pipeline stages: ingest, sessionize, track, pairs, and the pure replay they use."""

@@ -1,0 +1,135 @@
+"""Ingest: classify every record read as kept, duplicate or quarantined (CONTRACT.md 1.2).
+
+Pure DataFrame transforms; :mod:`echo.jobs.ingest` reads and writes.
+
+Rules:
+- an invalid record is quarantined with its first reason (decided while reading);
+- records with one ``event_id`` and the same content (canonical JSON) are one event;
+  "first" is ingestion order: earlier runs (bronze) first, then ``(path_idx, pos)``;
+- the same ``event_id`` with other content than the first is ``conflicting_duplicate``;
+- a record identical to one already kept or already quarantined is a duplicate, so
+  re-ingesting the same input changes nothing;
+- records read = kept + duplicates + quarantined.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from echo.lake.tables import EVENT_FIELDS, EVENTS, QUARANTINE
+from echo.stages.validate import CONFLICTING_DUPLICATE
+
+if TYPE_CHECKING:
+    import datetime
+
+    from pyspark.sql import DataFrame
+
+KEPT, DUPLICATE, QUARANTINED = "kept", "duplicate", "quarantined"
+
+
+def classify(records: DataFrame, known_events: DataFrame, known_quarantine: DataFrame) -> DataFrame:
+    """Add ``status`` (kept|duplicate|quarantined) and ``final_reason`` to each record.
+
+    ``known_events``: ``event_id, content_hash`` of bronze/events (earlier runs).
+    ``known_quarantine``: ``record_hash`` of bronze/quarantine (earlier runs).
+    """
+    order = [F.col("path_idx"), F.col("pos")]
+    in_q = known_quarantine.select(F.col("record_hash").alias("content_hash")).distinct().withColumn(
+        "_in_quarantine", F.lit(True)
+    )
+    recs = records.join(in_q, on="content_hash", how="left")
+
+    valid = recs.where(F.col("q_reason").isNull())
+    invalid = recs.where(F.col("q_reason").isNotNull())
+
+    # -- valid records: the reference content of each event_id ---------------------------
+    known = known_events.select(
+        F.col("event_id"), F.col("content_hash").alias("_bronze_hash"), F.lit(True).alias("_in_bronze")
+    )
+    v = valid.join(known, on="event_id", how="left")
+    by_id = Window.partitionBy("event_id").orderBy(*order)
+    first_in_batch = F.first("content_hash").over(
+        by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    )
+    v = v.withColumn("_ref_hash", F.coalesce(F.col("_bronze_hash"), first_in_batch))
+    # rank of a record among the records of the same event_id and the same content
+    v = v.withColumn("_n_same", F.row_number().over(Window.partitionBy("event_id", "content_hash").orderBy(*order)))
+    is_ref = F.col("content_hash") == F.col("_ref_hash")
+    v = v.withColumn(
+        "status",
+        F.when(is_ref & F.col("_in_bronze").isNull() & (F.col("_n_same") == 1), F.lit(KEPT))
+        .when(is_ref, F.lit(DUPLICATE))
+        .when(F.col("_in_quarantine").isNull() & (F.col("_n_same") == 1), F.lit(QUARANTINED))
+        .otherwise(F.lit(DUPLICATE)),
+    ).withColumn(
+        "final_reason",
+        F.when(F.col("status") == QUARANTINED, F.lit(CONFLICTING_DUPLICATE)),
+    )
+    v = v.drop("_bronze_hash", "_in_bronze", "_ref_hash", "_n_same")
+
+    # -- invalid records: quarantined once per identical record ---------------------------
+    n_same = F.row_number().over(Window.partitionBy("content_hash").orderBy(*order))
+    inv = invalid.withColumn("_n_same", n_same).withColumn(
+        "status",
+        F.when(F.col("_in_quarantine").isNull() & (F.col("_n_same") == 1), F.lit(QUARANTINED)).otherwise(
+            F.lit(DUPLICATE)
+        ),
+    )
+    inv = inv.withColumn("final_reason", F.when(F.col("status") == QUARANTINED, F.col("q_reason"))).drop("_n_same")
+    return v.unionByName(inv).drop("_in_quarantine")
+
+
+def event_date(ts_ms_col: str = "ts_ms") -> F.Column:
+    return F.to_date(F.timestamp_millis(F.col(ts_ms_col)))
+
+
+def to_events(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:
+    """The kept records as bronze/events rows."""
+    kept = classified.where(F.col("status") == KEPT)
+    return kept.select(
+        *[F.col(f.name) for f in EVENT_FIELDS.fields],
+        F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        F.col("content_hash"),
+        F.col("source"),
+        F.lit(run_no).cast("long").alias("run_no"),
+        event_date().alias("event_date"),
+    ).select(*EVENTS.columns)
+
+
+def to_quarantine(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:
+    """The refused records as bronze/quarantine rows (raw record, reason, source file)."""
+    q = classified.where(F.col("status") == QUARANTINED)
+    return q.select(
+        F.col("raw"),
+        F.col("final_reason").alias("reason"),
+        F.col("source"),
+        F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        F.col("raw_bytes"),
+        F.col("line_no"),
+        F.col("record_event_id").alias("event_id"),
+        F.col("content_hash").alias("record_hash"),
+        F.col("q_detail").alias("detail"),
+        F.lit(run_no).cast("long").alias("run_no"),
+        F.to_date(F.lit(ingested_at).cast("timestamp")).alias("ingest_date"),
+    ).select(*QUARANTINE.columns)
+
+
+def count_outcomes(classified: DataFrame) -> dict[str, object]:
+    """records_read, kept, duplicates, quarantined and quarantined_by_reason (one pass)."""
+    rows = classified.groupBy("status", "final_reason").count().collect()
+    by_reason: dict[str, int] = {}
+    totals = {KEPT: 0, DUPLICATE: 0, QUARANTINED: 0}
+    for r in rows:
+        totals[r["status"]] += int(r["count"])
+        if r["status"] == QUARANTINED:
+            by_reason[r["final_reason"]] = by_reason.get(r["final_reason"], 0) + int(r["count"])
+    return {
+        "records_read": sum(totals.values()),
+        "kept": totals[KEPT],
+        "duplicates": totals[DUPLICATE],
+        "quarantined": totals[QUARANTINED],
+        "quarantined_by_reason": dict(sorted(by_reason.items())),
+    }

@@ -1,0 +1,39 @@
+"""``python -m echo train``: fine-tune a causal LM on the shards (Ray Train + DeepSpeed)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from echo.config import _parse_bool, add_config_args, resolve
+from echo.train.config import TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="echo-pipeline train",
+        description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
+    )
+    # a bare --use-gpu means true (the generic flag wants a value)
+    p.add_argument(
+        "--use-gpu", dest="use_gpu", nargs="?", const=True, type=_parse_bool,
+        default=argparse.SUPPRESS, help="one GPU per worker (NCCL); bare flag = true",
+    )
+    add_config_args(p, TrainConfig)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    (cfg,) = resolve(args, TrainConfig)
+    from echo.train.trainer import train
+
+    result = train(cfg)
+    first = result.metrics[0]["loss"] if result.metrics else float("nan")
+    last = result.final.get("loss", float("nan"))
+    state = "finished" if result.finished else "stopped early (rerun to resume)"
+    print(
+        f"train: {result.steps} steps {state}; loss {first:.4f} -> {last:.4f}; "
+        f"model -> {result.model_path}; checkpoint -> {result.checkpoint_path}"
+    )
+    return 0

@@ -1,0 +1,166 @@
+"""Driver side of a training run: checks, tokenizer, Ray Data, ``TorchTrainer``, result."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echo.errors import EchoError
+from echo.train.config import TrainConfig
+from echo.train.data import EncodeSpec, formats_for, open_shards, ray_dataset, read_table
+
+
+class TrainError(EchoError):
+    """The training run failed (the message is the workers' root cause, one line)."""
+
+
+@dataclass
+class TrainResult:
+    model_path: str  # final model, save_pretrained format (+ tokenizer)
+    checkpoint_path: str  # the last Ray Train checkpoint (storage path)
+    steps: int
+    finished: bool  # False when --stop-after-steps ended the run early
+    manifest_sha256: str
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.metrics[-1] if self.metrics else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _texts(root: str, entries: dict[str, list[Any]], fim: dict[str, str]) -> Iterator[str]:
+    """Shard text for training a BPE (sentinels stripped from the prompts)."""
+    for fmt, sel in entries.items():
+        cols = ["prompt", "completion"] if fmt == "sft" else ["prompt", "chosen", "rejected"]
+        table = read_table(root, sel, cols)
+        for col in cols:
+            for text in table.column(col).to_pylist():
+                if text:
+                    for s in fim.values():
+                        text = text.replace(s, "\n")
+                    yield text
+
+
+def _ensure_ray(cfg: TrainConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"DS_ACCELERATOR": "cpu"} if not cfg.use_gpu else {}
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or None,
+        runtime_env={"env_vars": env},
+        include_dashboard=False,
+        log_to_driver=True,
+    )
+
+
+def _root_cause(exc: BaseException) -> str:
+    text = str(exc)
+    seen = exc
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+        text = str(seen) or text
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "error" in ln:
+            return ln[:400]
+    return (lines[-1] if lines else type(exc).__name__)[:400]
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run a fine-tuning job on the shards; returns the final model path and metrics."""
+    from echo.train.model import build_tokenizer, resolve_model_spec, tokenizer_info
+
+    cfg.check()
+    fmts = formats_for(cfg.objective)
+    manifest, entries = open_shards(cfg.shards, fmts, "train")
+    spec = resolve_model_spec(cfg.model)
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = cfg.storage_path or str(out / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    cfg = cfg.replace(storage_path=storage, shards=str(Path(cfg.shards).resolve()), out=str(out))
+
+    tok = build_tokenizer(spec, lambda: _texts(cfg.shards, entries, manifest.fim), manifest.fim)
+    tok.save_pretrained(out / "tokenizer")
+
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from echo.train.data import deterministic_split_config
+    from echo.train.worker import train_loop
+
+    _ensure_ray(cfg)
+    enc = EncodeSpec(cfg.max_seq_len, cfg.max_completion_tokens, int(tok.eos_token_id))
+    datasets = {fmt: ray_dataset(cfg.shards, entries[fmt], fmt, tok, enc) for fmt in fmts}
+    loop_config = {
+        "run": cfg.to_dict(),
+        "model_spec": spec.to_dict(),
+        "tokenizer": tok,
+        "tokenizer_info": tokenizer_info(tok),
+        "manifest_sha256": manifest.sha256,
+        "formats": list(fmts),
+        "metrics_path": str(out / "metrics.jsonl"),
+        "resume_from": cfg.resume_from,
+    }
+    resources = {"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {}
+    resources["CPU"] = cfg.cpus_per_worker
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run_name,
+            storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=max(cfg.keep_checkpoints, 1)),
+        ),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        datasets=datasets,
+        dataset_config=deterministic_split_config(),
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise TrainError(f"training failed: {_root_cause(exc)}") from None
+    if result.checkpoint is None:
+        raise TrainError("training ended without a checkpoint")
+    return _finish(cfg, out, result.checkpoint, manifest.sha256)
+
+
+def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> TrainResult:
+    from echo.train.checkpoint import HF_DIR, read_meta
+    from echo.train.metrics import read_metrics
+
+    model_dir = out / "model"
+    with checkpoint.as_directory() as d:
+        meta = read_meta(d)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(Path(d) / HF_DIR, model_dir)
+        metrics = read_metrics(Path(d) / "metrics.jsonl")
+        shutil.copy(Path(d) / "ds_config.json", out / "ds_config.json")
+    res = TrainResult(
+        model_path=str(model_dir),
+        checkpoint_path=str(checkpoint.path),
+        steps=int(meta["step"]),
+        finished=bool(meta["finished"]),
+        manifest_sha256=manifest_sha,
+        metrics=metrics,
+    )
+    summary = {k: v for k, v in res.to_dict().items() if k != "metrics"}
+    summary["final"] = res.final
+    summary["config"] = cfg.to_dict()
+    (out / "train_result.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return res
