@@ -233,6 +233,9 @@ REFINEMENT_PAIRS = Table(
             _f("weight", D, False),
             _f("scrubbed", L, False),  # number of secrets/PII replaced in this pair
             _f("source_version", L, False),  # silver/suggestions version it came from
+            _f("survival_s", D),  # seconds the final text was observed after the accept
+            _f("scrub_types", S),  # comma-separated types of what was scrubbed (null: none)
+            _f("dedup_key", S, False),  # near-duplicate key (shards keep the lowest suggestion_id)
             _f("user_bucket", I, False),
         ]
     ),

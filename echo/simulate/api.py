@@ -7,6 +7,7 @@ seed and the settings only, never on the number of worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -107,19 +108,30 @@ def _run_shard(job: _ShardJob) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     parts = job.out / "_truth_parts"
     parts.mkdir(exist_ok=True)
-    writer = pq.ParquetWriter(str(parts / f"part-{job.shard:05d}.parquet"), truth_schema(), compression="zstd")
+    writer = pq.ParquetWriter(
+        str(parts / f"part-{job.shard:05d}.parquet"), truth_schema(), compression="zstd"
+    )
     users = [
-        UserSim(i, cfg, job.corpus, job.rates, sink.emit, rows, sink.counts, model_ids, files_by_lang, job.skew_max_ms)
+        UserSim(
+            i,
+            cfg,
+            job.corpus,
+            job.rates,
+            sink.emit,
+            rows,
+            sink.counts,
+            model_ids,
+            files_by_lang,
+            job.skew_max_ms,
+        )
         for i in job.user_indices
     ]
     gens = {i: u.run() for i, u in enumerate(users)}
     pending: dict[int, Request] = {}
 
     def step(i: int, value: str | None) -> None:
-        try:
+        with contextlib.suppress(StopIteration):
             pending[i] = gens[i].send(value)  # type: ignore[arg-type]
-        except StopIteration:
-            pass
 
     for i in gens:
         step(i, None)
@@ -152,6 +164,19 @@ def _run_shard(job: _ShardJob) -> dict[str, Any]:
             )
     _flush_truth(rows, writer)
     writer.close()
+    if cfg.write_docs:
+        docs_dir = job.out / "docs"
+        docs_dir.mkdir(exist_ok=True)
+        with open(docs_dir / f"part-{job.shard:05d}.jsonl", "w", encoding="utf-8") as fh:
+            for u in users:
+                for doc, first in u.all_docs:
+                    rec = {
+                        "doc_id": doc.doc_id,
+                        "initial_text": first,
+                        "final_text": doc.text,
+                        "version": doc.version,
+                    }
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     per_batch = sink.close()
     return {
         "shard": job.shard,
@@ -168,9 +193,11 @@ def _prepare_out(out: Path) -> None:
             raise EchoError(f"output path {out} exists and is not a directory")
         entries = list(out.iterdir())
         if entries and not (out / SUMMARY_FILE).exists():
-            raise EchoError(f"output directory {out} is not empty (and not an earlier simulator output)")
+            raise EchoError(
+                f"output directory {out} is not empty (and not an earlier simulator output)"
+            )
         for e in entries:  # an earlier simulator output: replace it whole
-            if e.is_dir() and (e.name.startswith("batch-") or e.name == "_truth_parts"):
+            if e.is_dir() and (e.name.startswith("batch-") or e.name in ("_truth_parts", "docs")):
                 shutil.rmtree(e)
             elif e.name in (TRUTH_FILE, SUMMARY_FILE, FAULTS_FILE):
                 e.unlink()
@@ -214,7 +241,17 @@ def simulate(
     for k in range(config.users):
         shard_users[k % n_shards].append(config.user_offset + k)
     jobs = [
-        _ShardJob(s, shard_users[s], config, rates, int(faults.clock_skew_max_s * 1000), corpus, proposers, out_path, progress)
+        _ShardJob(
+            s,
+            shard_users[s],
+            config,
+            rates,
+            int(faults.clock_skew_max_s * 1000),
+            corpus,
+            proposers,
+            out_path,
+            progress,
+        )
         for s in range(n_shards)
     ]
     real_model = any(not getattr(p, "uses_truth", False) for p in proposers)
@@ -238,19 +275,28 @@ def simulate(
     tables = [pq.read_table(parts_dir / f"part-{s:05d}.parquet") for s in range(n_shards)]
     import pyarrow as pa
 
-    truth = pa.concat_tables(tables).sort_by([("user_id", "ascending"), ("shown_ts_ms", "ascending"), ("suggestion_id", "ascending")])
+    truth = pa.concat_tables(tables).sort_by(
+        [("user_id", "ascending"), ("shown_ts_ms", "ascending"), ("suggestion_id", "ascending")]
+    )
     truth_path = out_path / TRUTH_FILE
     pq.write_table(truth, str(truth_path), compression="zstd")
     shutil.rmtree(parts_dir)
 
     summary = _summary(config, faults, rates, corpus, proposers, results, truth)
-    (out_path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out_path / SUMMARY_FILE).write_text(
+        json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     (out_path / FAULTS_FILE).write_text(
-        json.dumps({"rates": rates, "injected": summary["faults"]["injected"]}, indent=2, sort_keys=True) + "\n",
+        json.dumps(
+            {"rates": rates, "injected": summary["faults"]["injected"]}, indent=2, sort_keys=True
+        )
+        + "\n",
         encoding="utf-8",
     )
     batch_dirs = [out_path / f"batch-{b:04d}" for b in range(config.batches)]
-    return SimResult(out_path, batch_dirs, truth_path, summary, time.monotonic() - started, format_stats(summary))
+    return SimResult(
+        out_path, batch_dirs, truth_path, summary, time.monotonic() - started, format_stats(summary)
+    )
 
 
 def _report(progress: bool, results: list[dict[str, Any]], n: int, started: float) -> None:
@@ -285,7 +331,9 @@ def _summary(
     outcomes = Counter(cols["outcome"])
     shown = len(cols["outcome"])
     accepted = shown - outcomes["rejected"] - outcomes["ignored"]
-    refined_edits = [n for o, n in zip(cols["outcome"], cols["n_refine_edits"], strict=True) if o == "refined"]
+    refined_edits = [
+        n for o, n in zip(cols["outcome"], cols["n_refine_edits"], strict=True) if o == "refined"
+    ]
     per_model: dict[str, dict[str, Any]] = {}
     for m, o in zip(cols["model_id"], cols["outcome"], strict=True):
         d = per_model.setdefault(m, {"shown": 0, "accepted": 0})
@@ -312,13 +360,17 @@ def _summary(
             "suggestions": shown,
             "outcomes": dict(sorted(outcomes.items())),
             "acceptance_rate": round(accepted / shown, 4) if shown else 0.0,
-            "refined_share_of_accepted": round(outcomes["refined"] / accepted, 4) if accepted else 0.0,
+            "refined_share_of_accepted": round(outcomes["refined"] / accepted, 4)
+            if accepted
+            else 0.0,
             "changed_share_of_accepted": round(
                 (outcomes["refined"] + outcomes["rewritten"] + outcomes["deleted"]) / accepted, 4
             )
             if accepted
             else 0.0,
-            "edits_per_refinement": round(sum(refined_edits) / len(refined_edits), 2) if refined_edits else 0.0,
+            "edits_per_refinement": round(sum(refined_edits) / len(refined_edits), 2)
+            if refined_edits
+            else 0.0,
             "touched_by_faults": int(sum(cols["touched"])),
             "per_model": dict(sorted(per_model.items())),
         },
@@ -336,8 +388,11 @@ def format_stats(summary: dict[str, Any]) -> str:
         f"accepted later refined: {tr['refined_share_of_accepted']:.1%} (changed at all: "
         f"{tr['changed_share_of_accepted']:.1%}); edits per refinement: {tr['edits_per_refinement']}",
         "per model: "
-        + ", ".join(f"{m} {d['acceptance_rate']:.1%} of {d['shown']:,}" for m, d in tr["per_model"].items()),
-        "faults injected: " + (", ".join(f"{k} {v:,}" for k, v in fa.items() if v) or "none")
+        + ", ".join(
+            f"{m} {d['acceptance_rate']:.1%} of {d['shown']:,}" for m, d in tr["per_model"].items()
+        ),
+        "faults injected: "
+        + (", ".join(f"{k} {v:,}" for k, v in fa.items() if v) or "none")
         + f"; suggestions touched by faults: {tr['touched_by_faults']:,}",
     ]
     return "\n".join(lines)

@@ -22,12 +22,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echo-pipeline simulate",
         description="Simulate users writing code with a completion model; write contract events.",
     )
-    parser.add_argument("--out", required=True, help="output directory (batch-0000/..., truth.parquet, summary.json)")
-    parser.add_argument("--model-path", default="", help="a LOCAL causal LM: use it instead of the noisy oracles")
-    parser.add_argument("--model-id", default="", help="model id of --model-path (default: its folder name)")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="generation budget of --model-path")
-    parser.add_argument("--max-lines", type=int, default=1, help="line budget of --model-path proposals")
-    parser.add_argument("--no-fim", action="store_true", help="plain left-to-right prompts for --model-path")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output directory (batch-0000/..., truth.parquet, summary.json)",
+    )
+    parser.add_argument(
+        "--model-path", default="", help="a LOCAL causal LM: use it instead of the noisy oracles"
+    )
+    parser.add_argument(
+        "--model-id", default="", help="model id of --model-path (default: its folder name)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=32, help="generation budget of --model-path"
+    )
+    parser.add_argument(
+        "--max-lines", type=int, default=1, help="line budget of --model-path proposals"
+    )
+    parser.add_argument(
+        "--no-fim", action="store_true", help="plain left-to-right prompts for --model-path"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_config_args(parser, SimConfig, FaultConfig)
     return parser

@@ -70,13 +70,17 @@ class Corpus:
     _cache: dict[str, CorpusFile | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_dir(cls, root: str | os.PathLike[str] | None = None, *, min_chars: int = 400) -> Corpus:
+    def from_dir(
+        cls, root: str | os.PathLike[str] | None = None, *, min_chars: int = 400
+    ) -> Corpus:
         base = Path(root) if root else Path(default_corpus_root())
         if not base.is_dir():
             raise InputError(f"corpus directory not found: {base}")
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+            dirnames[:] = sorted(
+                d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")
+            )
             for name in sorted(filenames):
                 if language_of(name) is None:
                     continue
@@ -92,7 +96,12 @@ class Corpus:
         return cls(root=str(base), files=tuple(sorted(found)), min_chars=min_chars)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"root": self.root, "files": self.files, "min_chars": self.min_chars, "max_bytes": self.max_bytes}
+        return {
+            "root": self.root,
+            "files": self.files,
+            "min_chars": self.min_chars,
+            "max_bytes": self.max_bytes,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)

@@ -23,8 +23,11 @@ TEXT_FIELDS = {"shown": "text", "accepted": "accepted_text", "edit": "insert_tex
 MAX_TEXT_BYTES = 1_048_576
 
 
-def encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def encode(record: Any) -> bytes:
+    return _ENCODER.encode(record).encode("utf-8")
 
 
 def fresh_id(rng: random.Random) -> str:
@@ -61,7 +64,11 @@ def missing_field(ev: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 def wrong_type(ev: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     rec = dict(ev, event_id=fresh_id(rng))
-    names = [n for n in COMMON_REQUIRED + TYPE_REQUIRED[ev["event_type"]] if n not in ("event_id", "event_type")]
+    names = [
+        n
+        for n in COMMON_REQUIRED + TYPE_REQUIRED[ev["event_type"]]
+        if n not in ("event_id", "event_type")
+    ]
     name = names[rng.randrange(len(names))]
     value = rec[name]
     if name in INT_FIELDS:
@@ -72,7 +79,11 @@ def wrong_type(ev: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 def unknown_event_type(ev: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    return dict(ev, event_id=fresh_id(rng), event_type=rng.choice(["hover", "Shown", "accept", "closed", ""]))
+    return dict(
+        ev,
+        event_id=fresh_id(rng),
+        event_type=rng.choice(["hover", "Shown", "accept", "closed", ""]),
+    )
 
 
 def negative_value(ev: dict[str, Any], rng: random.Random) -> dict[str, Any]:

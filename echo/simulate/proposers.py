@@ -69,7 +69,11 @@ def _corrupt(text: str, prefix: str, rng: random.Random) -> str:
         choice = rng.random()
         if idents and choice < 0.55:
             m = idents[rng.randrange(len(idents))]
-            pool = [w for w in _IDENT.findall(prefix[-600:]) if w != m.group()] or ["value", "result", "data"]
+            pool = [w for w in _IDENT.findall(prefix[-600:]) if w != m.group()] or [
+                "value",
+                "result",
+                "data",
+            ]
             out = out[: m.start()] + pool[rng.randrange(len(pool))] + out[m.end() :]
         elif len(out) >= 2 and choice < 0.85:
             i = rng.randrange(len(out) - 1)
@@ -116,19 +120,32 @@ class NoisyOracleProposer:
 
     @classmethod
     def with_quality(cls, model_id: str, quality: float, *, seed: int = 0) -> NoisyOracleProposer:
-        """``quality`` = share of exact or truncated proposals; the rest is 60% corrupted, 40% wrong."""
+        """``quality`` = share of exact or truncated proposals; the rest is 70% corrupted, 30% wrong."""
         q = min(max(quality, 0.0), 1.0)
-        return cls(model_id, exact=0.7 * q, truncated=0.3 * q, corrupted=0.6 * (1 - q), wrong=0.4 * (1 - q), seed=seed)
+        return cls(
+            model_id,
+            exact=0.7 * q,
+            truncated=0.3 * q,
+            corrupted=0.7 * (1 - q),
+            wrong=0.3 * (1 - q),
+            seed=seed,
+        )
 
-    def propose_batch(self, contexts: Sequence[Context], *, truths: Sequence[str] | None = None) -> list[str]:
+    def propose_batch(
+        self, contexts: Sequence[Context], *, truths: Sequence[str] | None = None
+    ) -> list[str]:
         if truths is None:
-            raise ConfigError(f"{self.model_id}: the noisy oracle needs the true continuations (truths=...)")
+            raise ConfigError(
+                f"{self.model_id}: the noisy oracle needs the true continuations (truths=...)"
+            )
         total = self.exact + self.truncated + self.corrupted + self.wrong
         if total <= 0:
             raise ConfigError(f"{self.model_id}: oracle rates must not all be 0")
         out: list[str] = []
         for (prefix, _suffix), truth in zip(contexts, truths, strict=True):
-            rng = random.Random(f"{self.seed}|{self.model_id}|{prefix[-48:]}|{truth[:48]}|{len(prefix)}")
+            rng = random.Random(
+                f"{self.seed}|{self.model_id}|{prefix[-48:]}|{truth[:48]}|{len(prefix)}"
+            )
             cont = natural_continuation(truth, rng, self.max_lines)
             x = rng.random() * total
             if not cont or x >= self.exact + self.truncated + self.corrupted:
@@ -196,10 +213,12 @@ class TransformersProposer:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError(f"the transformers proposer needs the 'train' extra ({exc.name})") from None
+            raise ConfigError(
+                f"the transformers proposer needs the 'train' extra ({exc.name})"
+            ) from None
         try:
             self._tok = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
+            model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
         except OSError as exc:
             raise ConfigError(f"cannot load a local model from {self.model_path}: {exc}") from None
         model.to(self.device)
@@ -216,10 +235,16 @@ class TransformersProposer:
 
     def _prompt_ids(self, prefix: str, suffix: str) -> list[int]:
         tok = self._tok
-        pre = tok.encode(prefix, add_special_tokens=False)[-self.max_prompt_tokens :] if prefix else []
+        pre = (
+            tok.encode(prefix, add_special_tokens=False)[-self.max_prompt_tokens :]
+            if prefix
+            else []
+        )
         if not self.fim:
             return pre or ([tok.bos_token_id] if tok.bos_token_id is not None else [0])
-        suf = tok.encode(suffix, add_special_tokens=False)[: self.max_suffix_tokens] if suffix else []
+        suf = (
+            tok.encode(suffix, add_special_tokens=False)[: self.max_suffix_tokens] if suffix else []
+        )
         return (
             self._special_ids(self.fim_prefix)
             + pre
@@ -239,8 +264,12 @@ class TransformersProposer:
             chunk = contexts[start : start + self.batch_size]
             ids = [self._prompt_ids(p, s) for p, s in chunk]
             width = max(len(x) for x in ids)
-            input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
-            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+            input_ids = torch.tensor(
+                [[pad] * (width - len(x)) + x for x in ids], device=self.device
+            )
+            mask = torch.tensor(
+                [[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device
+            )
             with torch.no_grad():
                 gen = model.generate(
                     input_ids=input_ids,
@@ -260,6 +289,10 @@ class TransformersProposer:
         return out
 
 
-def default_proposers(models: Sequence[str], quality: Sequence[float], seed: int) -> list[NoisyOracleProposer]:
+def default_proposers(
+    models: Sequence[str], quality: Sequence[float], seed: int
+) -> list[NoisyOracleProposer]:
     qs = list(quality) if len(quality) == len(models) else [quality[0]] * len(models)
-    return [NoisyOracleProposer.with_quality(m, q, seed=seed) for m, q in zip(models, qs, strict=True)]
+    return [
+        NoisyOracleProposer.with_quality(m, q, seed=seed) for m, q in zip(models, qs, strict=True)
+    ]

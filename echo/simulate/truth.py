@@ -48,7 +48,9 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - Levenshtein.distance(a, b) / max(len(a), len(b), 1)
 
 
-def outcome_of(accepted_full: str, final_text: str, min_refine_similarity: float) -> tuple[str, float]:
+def outcome_of(
+    accepted_full: str, final_text: str, min_refine_similarity: float
+) -> tuple[str, float]:
     """(outcome, edit_similarity) of a finished walk, by the contract's precedence."""
     sim = edit_similarity(accepted_full, final_text)
     if final_text.strip() == "" and accepted_full.strip() != "":
@@ -138,7 +140,9 @@ class DocTruth:
             elif offset >= r.b:
                 pass
             else:
-                r.text = r.text[: max(0, offset - r.a)] + insert + r.text[offset + delete_len - r.a :]
+                r.text = (
+                    r.text[: max(0, offset - r.a)] + insert + r.text[offset + delete_len - r.a :]
+                )
                 r.a = min(r.a, offset)
                 r.b = r.a + len(r.text)
                 r.n_changes += 1

@@ -138,6 +138,7 @@ class UserSim:
         self.t = 0
         self.docs: list[Doc] = []
         self.used_paths: set[str] = set()
+        self.all_docs: list[tuple[Doc, str]] = []  # (document, its text at version 0)
         self.model = 0
         self.window_ms = cfg.refine_window_s * 1000
 
@@ -160,10 +161,16 @@ class UserSim:
         return ev
 
     def _change(
-        self, doc: Doc, offset: int, delete_len: int, insert: str, *, accept_of: Suggestion | None = None,
+        self,
+        doc: Doc,
+        offset: int,
+        delete_len: int,
+        insert: str,
+        *,
+        accept_of: Suggestion | None = None,
         first_accept: bool = False,
     ) -> None:
-        assert 0 <= offset and offset + delete_len <= len(doc.text)
+        assert offset >= 0 and offset + delete_len <= len(doc.text)
         doc.text = doc.text[:offset] + insert + doc.text[offset + delete_len :]
         doc.version += 1
         shift = len(insert) - delete_len
@@ -177,7 +184,11 @@ class UserSim:
         ts = self.t + self.skew
         if accept_of is not None:
             ev = self._event(
-                doc, "accepted", suggestion_id=accept_of.suggestion_id, offset=offset, accepted_text=insert
+                doc,
+                "accepted",
+                suggestion_id=accept_of.suggestion_id,
+                offset=offset,
+                accepted_text=insert,
             )
             doc.truth.change(ts, offset, 0, insert, accept_of=accept_of, first_accept=first_accept)
             self.emit_fn(ev, self.t)
@@ -193,7 +204,9 @@ class UserSim:
         self.emit_fn(ev, self.t)
         if ambiguous:
             self.counts["ambiguous_version"] += 1
-            other = dict(ev, event_id=self._id(), insert_text=insert + rng.choice(("x", " ", "_", "0")))
+            other = dict(
+                ev, event_id=self._id(), insert_text=insert + rng.choice(("x", " ", "_", "0"))
+            )
             self.emit_fn(other, self.t)
 
     def _wait(self, seconds: float) -> None:
@@ -204,7 +217,10 @@ class UserSim:
         rng = self.rng
         for m in _CHUNK.finditer(text):
             chunk = m.group()
-            self._wait(len(chunk) / self.cps * math.exp(rng.gauss(0, 0.35)) + (0.4 if chunk[0] == "\n" else 0))
+            self._wait(
+                len(chunk) / self.cps * math.exp(rng.gauss(0, 0.35))
+                + (0.4 if chunk[0] == "\n" else 0)
+            )
             if len(chunk) >= 2 and chunk[0].isalpha() and rng.random() < self.cfg.typo_rate:
                 i = rng.randrange(1, len(chunk))
                 bad = chunk[:i] + _NEIGHBOURS[rng.randrange(len(_NEIGHBOURS))]
@@ -244,10 +260,18 @@ class UserSim:
         if doc_id in self.used_paths:
             doc_id = f"{doc_id}#{len(self.used_paths)}"
         self.used_paths.add(doc_id)
-        return Doc(
-            doc_id, cf.language, text, text[:head] + text[tail:], head, head, tail,
+        doc = Doc(
+            doc_id,
+            cf.language,
+            text,
+            text[:head] + text[tail:],
+            head,
+            head,
+            tail,
             DocTruth(self.window_ms, self.cfg.min_refine_similarity, self.rows),
         )
+        self.all_docs.append((doc, doc.text))
+        return doc
 
     def _flush_pending(self, doc: Doc, force: bool) -> None:
         while doc.pending and (force or doc.pending[0].due_ms <= self.t):
@@ -296,13 +320,25 @@ class UserSim:
         latency = int(min(5000, 60 + rng.lognormvariate(5.3, 0.5)))
         self.t += latency
         sug = Suggestion(
-            "sg-" + self._id(), self.user_id, doc.doc_id, self.model_ids[self.model], doc.language,
-            self.t + self.skew, proposal,
+            "sg-" + self._id(),
+            self.user_id,
+            doc.doc_id,
+            self.model_ids[self.model],
+            doc.language,
+            self.t + self.skew,
+            proposal,
         )
         self.emit_fn(
             self._event(
-                doc, "shown", suggestion_id=sug.suggestion_id, model_id=sug.model_id, offset=doc.cursor,
-                text=proposal, prefix=prefix, suffix=suffix, latency_ms=latency,
+                doc,
+                "shown",
+                suggestion_id=sug.suggestion_id,
+                model_id=sug.model_id,
+                offset=doc.cursor,
+                text=proposal,
+                prefix=prefix,
+                suffix=suffix,
+                latency_ms=latency,
             ),
             self.t,
         )
@@ -313,7 +349,7 @@ class UserSim:
         looked = rng.random() < self.attention
         words = common_words(proposal, intended)
         if looked and sim >= self.threshold:
-            if rng.random() < cfg.partial_accept_rate and 1 < len(words):
+            if rng.random() < cfg.partial_accept_rate and len(words) > 1:
                 self._accept_words(doc, sug, words[: rng.randint(1, len(words) - 1)])
             else:
                 self._accept_full(doc, sug, proposal, target, "accepted")
@@ -329,7 +365,10 @@ class UserSim:
                 reason = rng.choice(("typed_over", "timeout"))
             if reason:
                 sug.intent = "rejected"
-                self.emit_fn(self._event(doc, "rejected", suggestion_id=sug.suggestion_id, reason=reason), self.t)
+                self.emit_fn(
+                    self._event(doc, "rejected", suggestion_id=sug.suggestion_id, reason=reason),
+                    self.t,
+                )
                 self.rows.append(row_of(sug, "rejected", None, None, None, 0))
             else:
                 self.rows.append(row_of(sug, "ignored", None, None, None, 0))
@@ -342,14 +381,18 @@ class UserSim:
             self._change(doc, doc.cursor, 0, w, accept_of=sug, first_accept=i == 0)
             doc.pos += len(w)
 
-    def _accept_full(self, doc: Doc, sug: Suggestion, proposal: str, target: str, intent: str) -> None:
+    def _accept_full(
+        self, doc: Doc, sug: Suggestion, proposal: str, target: str, intent: str
+    ) -> None:
         rng = self.rng
         sug.intent = intent
         a = doc.cursor
         self._change(doc, a, 0, proposal, accept_of=sug, first_accept=True)
         doc.pos += len(target)
         if proposal == target:
-            if rng.random() < 0.08 and len(proposal) > 3:  # churn: delete a character and put it back
+            if (
+                rng.random() < 0.08 and len(proposal) > 3
+            ):  # churn: delete a character and put it back
                 i = rng.randrange(len(proposal))
                 self._wait(1.0)
                 self._change(doc, a + i, 1, "")
@@ -374,7 +417,9 @@ class UserSim:
         gap_ms = cfg.session_gap_s * 1000
         for day in range(cfg.days):
             day_start = cfg.start_ts_ms + day * DAY_MS
-            self.t = max(self.t + gap_ms + 60_000, day_start + int(rng.uniform(6.5, 10.5) * 3_600_000))
+            self.t = max(
+                self.t + gap_ms + 60_000, day_start + int(rng.uniform(6.5, 10.5) * 3_600_000)
+            )
             n_sessions = max(1, round(rng.gauss(cfg.sessions_per_day, 0.7)))
             for s in range(n_sessions):
                 if s:
@@ -396,7 +441,9 @@ class UserSim:
         while self.t < end:
             if not self.docs or rng.random() < 0.02:
                 if len(self.docs) >= cfg.languages_per_user or (self.docs and rng.random() < 0.7):
-                    self.docs.append(self.docs.pop(rng.randrange(len(self.docs))))  # switch to an open doc
+                    self.docs.append(
+                        self.docs.pop(rng.randrange(len(self.docs)))
+                    )  # switch to an open doc
                 else:
                     self.docs.append(self._open_doc())
             doc = self.docs[-1]

@@ -66,7 +66,10 @@ class BatchFile:
         elif fmt == "jsonl.gz":
             raw = open(path, "wb")  # noqa: SIM115
             self._raw = raw
-            self._fh = io.BufferedWriter(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6), 1 << 20)  # type: ignore[arg-type]
+            self._fh = io.BufferedWriter(
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6),
+                1 << 20,
+            )
 
     def write(self, rec: Record) -> None:
         self._write(rec)
@@ -136,7 +139,10 @@ class ShardSink:
     ) -> None:
         ext = {"jsonl": "jsonl", "jsonl.gz": "jsonl.gz", "parquet": "parquet"}[fmt]
         self.parquet = fmt == "parquet"
-        self.files = [BatchFile(out / f"batch-{b:04d}" / f"part-{shard:05d}.{ext}", fmt) for b in range(batches)]
+        self.files = [
+            BatchFile(out / f"batch-{b:04d}" / f"part-{shard:05d}.{ext}", fmt)
+            for b in range(batches)
+        ]
         self.k = batches
         self.start_ms = start_ms
         self.batch_ms = max(1, -(-span_ms // batches))

@@ -12,7 +12,7 @@ from typing import Any
 
 from echo.errors import EchoError
 from echo.train.config import TrainConfig
-from echo.train.data import EncodeSpec, formats_for, open_shards, ray_dataset, read_table
+from echo.train.data import formats_for, open_shards, ray_dataset, read_table
 
 
 class TrainError(EchoError):
@@ -58,8 +58,6 @@ def _ensure_ray(cfg: TrainConfig) -> None:
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         runtime_env={"env_vars": env},
-        include_dashboard=False,
-        log_to_driver=True,
     )
 
 
@@ -101,8 +99,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from echo.train.worker import train_loop
 
     _ensure_ray(cfg)
-    enc = EncodeSpec(cfg.max_seq_len, cfg.max_completion_tokens, int(tok.eos_token_id))
-    datasets = {fmt: ray_dataset(cfg.shards, entries[fmt], fmt, tok, enc) for fmt in fmts}
+    datasets = {fmt: ray_dataset(cfg.shards, entries[fmt], fmt) for fmt in fmts}
     loop_config = {
         "run": cfg.to_dict(),
         "model_spec": spec.to_dict(),

@@ -27,12 +27,17 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from echo.train import checkpoint as ck
-    from echo.train.data import BatchPlan, collate_pref, collate_sft, examples_from_shard
+    from echo.train.data import BatchPlan, EncodeSpec, collate_pref, collate_sft, examples_from_shard
     from echo.train.deepspeed_config import build_ds_config, resolve_precision, total_steps
     from echo.train.metrics import MetricsLog, device_peak_flops, mfu, progress_line, read_metrics
     from echo.train.model import build_model, count_params
     from echo.train.objectives import objective_loss, trained_tokens
 
+    _t0 = time.perf_counter()
+    def _tick(what: str) -> None:
+        if os.environ.get("ECHO_TRAIN_TIMING"):
+            print(f"[echo.train.timing] {what} {time.perf_counter() - _t0:.1f}s", flush=True)
+    _tick("imports")
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if cfg.use_gpu:
@@ -46,7 +51,9 @@ def train_loop(config: dict[str, Any]) -> None:
 
     # -- data: this rank's deterministic share, in memory -------------------------------
     formats: list[str] = list(config["formats"])
-    examples = {fmt: examples_from_shard(rt.get_dataset_shard(fmt)) for fmt in formats}
+    enc = EncodeSpec(cfg.max_seq_len, cfg.max_completion_tokens, int(config["tokenizer_info"]["eos_token_id"]))
+    examples = {fmt: examples_from_shard(rt.get_dataset_shard(fmt), config["tokenizer"], fmt, enc) for fmt in formats}
+    _tick("data")
     primary = "pref" if cfg.objective == "dpo" else "sft"
     plans = {fmt: BatchPlan(len(ex), cfg.micro_batch_size, cfg.seed) for fmt, ex in examples.items()}
     steps_per_epoch = plans[primary].batches_per_epoch // cfg.grad_accum
@@ -68,10 +75,14 @@ def train_loop(config: dict[str, Any]) -> None:
     if cfg.objective in ("dpo", "sft+dpo"):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         ref_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval().requires_grad_(False)
-    engine, _, _, _ = deepspeed.initialize(
+    engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
     )
+    # DeepSpeed's warm-up schedulers start at iteration -1 (lr 0 for the first step):
+    # position them on iteration 0 so step 1 trains at the schedule's first LR.
+    scheduler.step(0)
 
+    _tick("engine")
     # -- resume ---------------------------------------------------------------------------
     start_step, cursor, history = 0, 0, []
     checkpoint = rt.get_checkpoint()

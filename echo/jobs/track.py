@@ -1,0 +1,84 @@
+"""track: replay documents -> silver/suggestions, gold/acceptance_metrics.
+
+    python -m echo track --lake DIR [--refine-window-s 600] [--min-refine-similarity 0.5]
+    spark-submit jobs/track.py --lake DIR
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
+
+from echo.config import PipelineConfig
+from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.jobs.incremental import affected_users, events_of, rewrite_users
+from echo.jobs.state import set_watermark
+from echo.lake.tables import ACCEPTANCE_METRICS, SUGGESTIONS
+from echo.progress import Progress
+from echo.spark import spark_session
+from echo.stages.replay import ReplaySettings
+from echo.stages.sessionize import assign_sessions
+from echo.stages.track import acceptance_metrics, shown_day, track
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from echo.config import LakeConfig
+    from echo.lake import Lake
+
+STAGE = "track"
+
+
+def _days(df: DataFrame) -> set[Any]:
+    return {r[0] for r in df.where(F.col("shown_ts_ms").isNotNull()).select(shown_day().alias("d")).distinct().collect()}
+
+
+def execute(
+    spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
+) -> dict[str, Any]:
+    lake.ensure(SUGGESTIONS)
+    lake.ensure(ACCEPTANCE_METRICS)
+    users, since, up_to = affected_users(lake, STAGE, lake_cfg.buckets)
+    users = users.cache()
+    try:
+        n_users = users.count()
+        progress.step(f"runs {since + 1}..{up_to}: users with new events", users=n_users)
+        if n_users == 0:
+            set_watermark(lake, STAGE, up_to, {"users": 0})
+            return {"run_no": up_to, "users": 0, "suggestions_written": 0}
+        settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
+        events = assign_sessions(events_of(lake, users, up_to), gap_s=cfg.session_gap_s)
+        suggestions = track(events, settings=settings, buckets=lake_cfg.buckets).cache()
+        n_sugg = suggestions.count()
+        progress.step("documents replayed", suggestions=n_sugg)
+        old = lake.read(SUGGESTIONS).join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")
+        days = _days(old) | _days(suggestions)
+        info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
+        buckets = rewrite_users(lake, SUGGESTIONS, suggestions, users, info=info)
+        outcomes = {r[0]: int(r[1]) for r in suggestions.groupBy("outcome").count().collect()}
+        suggestions.unpersist()
+        progress.step("silver/suggestions committed", buckets=len(buckets), version=lake.version(SUGGESTIONS))
+    finally:
+        users.unpersist()
+    # metrics of every day a changed suggestion was (or is now) shown on
+    current = lake.read(SUGGESTIONS).where(shown_day().isin(sorted(days))) if days else None
+    if current is not None:
+        lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(current).coalesce(1), sorted(days), info=info)
+        progress.step("gold/acceptance_metrics committed", days=len(days), version=lake.version(ACCEPTANCE_METRICS))
+    detail = {"users": n_users, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, days))}
+    set_watermark(lake, STAGE, up_to, detail)
+    return {"run_no": up_to, "users": n_users, "suggestions_written": n_sugg, "outcomes": outcomes,
+            "metric_days": len(days)}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("echo-pipeline track", __doc__ or "", PipelineConfig)
+    args, (lake_cfg, cfg) = parse(parser, argv, PipelineConfig)
+    progress = Progress(STAGE, quiet=args.quiet)
+    with spark_session("echo-track", master=lake_cfg.master) as spark:
+        lake = open_job_lake(spark, lake_cfg)
+        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
+    emit_report(STAGE, report, args)
+    return 0

@@ -1,0 +1,54 @@
+"""Sessions (CONTRACT.md section 2): per user, split where the inactivity gap is
+strictly greater than ``gap_s``. Pure DataFrame transforms."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from echo.lake.tables import SESSIONS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def assign_sessions(events: DataFrame, *, gap_s: int) -> DataFrame:
+    """Add ``session_id``, ``session_start_ts_ms`` and ``session_end_ts_ms`` to each event.
+
+    Events of a user are ordered by ``ts_ms`` then ``event_id``; a new session starts at
+    the first event and after every gap ``> gap_s`` seconds. ``session_id`` is
+    ``"{user_id}/{start_ts_ms}"``.
+    """
+    by_user = Window.partitionBy("user_id").orderBy("ts_ms", "event_id")
+    prev_ts = F.lag("ts_ms").over(by_user)
+    starts = events.withColumn(
+        "_new", F.when(prev_ts.isNull() | ((F.col("ts_ms") - prev_ts) > F.lit(gap_s * 1000)), 1).otherwise(0)
+    ).withColumn("_session_no", F.sum("_new").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
+    by_session = Window.partitionBy("user_id", "_session_no")
+    out = (
+        starts.withColumn("session_start_ts_ms", F.min("ts_ms").over(by_session))
+        .withColumn("session_end_ts_ms", F.max("ts_ms").over(by_session))
+        .withColumn("session_id", F.concat_ws("/", F.col("user_id"), F.col("session_start_ts_ms").cast("string")))
+    )
+    return out.drop("_new", "_session_no")
+
+
+def sessionize(events: DataFrame, *, gap_s: int, buckets: int) -> DataFrame:
+    """silver/sessions rows of the given events' users."""
+    from echo.jobs.incremental import user_bucket
+
+    s = (
+        assign_sessions(events, gap_s=gap_s)
+        .groupBy("user_id", "session_id")
+        .agg(
+            F.min("ts_ms").alias("start_ts_ms"),
+            F.max("ts_ms").alias("end_ts_ms"),
+            F.count(F.lit(1)).alias("n_events"),
+            F.countDistinct("doc_id").alias("n_docs"),
+        )
+        .withColumn("duration_s", (F.col("end_ts_ms") - F.col("start_ts_ms")) / F.lit(1000.0))
+        .withColumn("user_bucket", user_bucket("user_id", buckets))
+    )
+    return s.select(*SESSIONS.columns)

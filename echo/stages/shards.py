@@ -1,0 +1,117 @@
+"""Training rows from gold/refinement_pairs: SFT (prompt/completion) and preference
+(prompt/chosen/rejected), with fill-in-the-middle prompts.
+
+``prompt = fim_prefix + prefix[-max_prefix_chars:] + fim_suffix + suffix[:max_suffix_chars]
++ fim_middle``; SFT ``completion`` is the final text; preference rows (``refined`` pairs
+only) have ``chosen`` = final text, ``rejected`` = the model's proposal. The column
+layout is fixed (see :mod:`echo.shards.manifest`). :func:`fim_prompt` is the plain-Python
+definition; :func:`fim_prompt_col` the same as a Spark expression, and a test keeps them
+equal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from echo.pairs_config import ShardsConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+SFT_COLUMNS = ("prompt", "completion", "weight", "suggestion_id", "language", "model_id", "proposal", "prefix", "suffix")
+PREF_COLUMNS = ("prompt", "chosen", "rejected", "weight", "suggestion_id", "language", "model_id")
+FORMATS = {"sft": SFT_COLUMNS, "pref": PREF_COLUMNS}
+
+
+def clip_prefix(prefix: str | None, n: int) -> str:
+    p = prefix or ""
+    return p[-n:] if n > 0 else p
+
+
+def clip_suffix(suffix: str | None, n: int) -> str:
+    s = suffix or ""
+    return s[:n] if n > 0 else s
+
+
+def fim_prompt(prefix: str | None, suffix: str | None, cfg: ShardsConfig) -> str:
+    return (
+        cfg.fim_prefix
+        + clip_prefix(prefix, cfg.max_prefix_chars)
+        + cfg.fim_suffix
+        + clip_suffix(suffix, cfg.max_suffix_chars)
+        + cfg.fim_middle
+    )
+
+
+def _clip_col(col: str, n: int, *, tail: bool) -> Column:
+    from pyspark.sql import functions as F
+
+    c = F.coalesce(F.col(col), F.lit(""))
+    if n <= 0:
+        return c
+    if tail:  # last n characters (Spark's substring counts characters, 1-based)
+        return F.when(F.length(c) > n, F.expr(f"substring(coalesce(`{col}`, ''), -{n}, {n})")).otherwise(c)
+    return F.substring(c, 1, n)
+
+
+def fim_prompt_col(cfg: ShardsConfig) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.concat(
+        F.lit(cfg.fim_prefix),
+        _clip_col("prefix", cfg.max_prefix_chars, tail=True),
+        F.lit(cfg.fim_suffix),
+        _clip_col("suffix", cfg.max_suffix_chars, tail=False),
+        F.lit(cfg.fim_middle),
+    )
+
+
+def dedupe(pairs: DataFrame) -> DataFrame:
+    """Keep one pair per ``dedup_key``: the lowest ``suggestion_id`` (deterministic, and
+    the same whether gold was built in one run or many)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("dedup_key").orderBy("suggestion_id")
+    return pairs.withColumn("_rank", F.row_number().over(w)).where(F.col("_rank") == 1).drop("_rank")
+
+
+def sft_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
+    """``split`` + SFT_COLUMNS, one row per pair."""
+    from pyspark.sql import functions as F
+
+    return pairs.select(
+        "split",
+        fim_prompt_col(cfg).alias("prompt"),
+        F.col("final_text").alias("completion"),
+        F.col("weight").cast("double").alias("weight"),
+        "suggestion_id", "language", "model_id", "proposal",
+        _clip_col("prefix", cfg.max_prefix_chars, tail=True).alias("prefix"),
+        _clip_col("suffix", cfg.max_suffix_chars, tail=False).alias("suffix"),
+    )  # fmt: skip
+
+
+def pref_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
+    """``split`` + PREF_COLUMNS, one row per ``refined`` pair whose proposal differs."""
+    from pyspark.sql import functions as F
+
+    refined = pairs.where((F.col("outcome") == "refined") & (F.col("final_text") != F.col("proposal")))
+    return refined.select(
+        "split",
+        fim_prompt_col(cfg).alias("prompt"),
+        F.col("final_text").alias("chosen"),
+        F.col("proposal").alias("rejected"),
+        F.col("weight").cast("double").alias("weight"),
+        "suggestion_id", "language", "model_id",
+    )  # fmt: skip
+
+
+def with_shard_index(rows: DataFrame, n_shards: int) -> DataFrame:
+    """Add ``_shard`` in [0, n): rows of each split ordered by suggestion_id and dealt
+    round-robin, so the files of a split differ by at most one row and the assignment is
+    the same on every run."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("split").orderBy("suggestion_id")
+    return rows.withColumn("_shard", ((F.row_number().over(w) - 1) % F.lit(n_shards)).cast("int"))

@@ -1,0 +1,102 @@
+"""Track (CONTRACT.md section 3 and 5): replay every document's changes, distributed.
+
+Events are grouped by ``doc_id`` and each group is replayed by
+:func:`echo.stages.replay.replay_document` inside a Spark task
+(``groupBy("doc_id").applyInArrow``); nothing is collected to the driver. Then the
+acceptance metrics per model x language x UTC day are aggregated from the suggestions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from pyspark.sql import functions as F
+
+from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, SUGGESTIONS
+from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+#: Outcomes that count as accepted in the metrics (CONTRACT.md 5).
+ACCEPTED_OUTCOMES = ("kept", "refined", "rewritten", "deleted", "replay_gap", "orphan")
+NOT_ACCEPTED = ("rejected", "ignored")
+
+REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields] + ["session_id", "session_end_ts_ms"]
+
+
+def _replay_schema() -> Any:
+    from pyspark.sql.types import StructType
+
+    fields = {f.name: f for f in SUGGESTIONS.schema.fields}
+    return StructType([fields[c] for c in OUTPUT_COLUMNS])
+
+
+def _arrow_schema() -> pa.Schema:
+    from echo.lake.delta_rs import _SPARK_TO_ARROW
+
+    return pa.schema(
+        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in _replay_schema().fields]
+    )
+
+
+def _replay_group(settings: ReplaySettings) -> Any:
+    schema = _arrow_schema()
+
+    def fn(table: pa.Table) -> Iterator[pa.RecordBatch] | pa.Table:
+        rows = replay_document(table.to_pylist(), settings)
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    return fn
+
+
+def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
+    """One row per suggestion (``OUTPUT_COLUMNS``) from events carrying session columns."""
+    grouped = events.select(*REPLAY_INPUT).groupBy("doc_id")
+    rows = grouped.applyInArrow(_replay_group(settings), schema=_replay_schema())
+    # An orphan row only stands when no document has a shown event for the suggestion.
+    shown = rows.where(F.col("outcome") != "orphan").select("suggestion_id")
+    orphans = rows.where(F.col("outcome") == "orphan").join(shown, on="suggestion_id", how="left_anti")
+    return rows.where(F.col("outcome") != "orphan").unionByName(orphans)
+
+
+def track(events: DataFrame, *, settings: ReplaySettings, buckets: int) -> DataFrame:
+    """silver/suggestions rows from events with session columns (see assign_sessions)."""
+    from echo.jobs.incremental import user_bucket
+
+    return replay(events, settings=settings).withColumn("user_bucket", user_bucket("user_id", buckets)).select(
+        *SUGGESTIONS.columns
+    )
+
+
+def shown_day(col: str = "shown_ts_ms") -> Any:
+    return F.to_date(F.timestamp_millis(F.col(col)))
+
+
+def acceptance_metrics(suggestions: DataFrame) -> DataFrame:
+    """gold/acceptance_metrics rows: per model_id x language x UTC day of shown_ts_ms."""
+    s = suggestions.where(F.col("shown_ts_ms").isNotNull()).withColumn("day", shown_day())
+
+    def n(outcome: str) -> Any:
+        return F.sum(F.when(F.col("outcome") == outcome, 1).otherwise(0)).cast("long").alias(outcome)
+
+    m = s.groupBy("model_id", "language", "day").agg(
+        F.count(F.lit(1)).alias("shown"),
+        F.sum(F.when(~F.col("outcome").isin(*NOT_ACCEPTED), 1).otherwise(0)).cast("long").alias("accepted"),
+        n("kept"),
+        n("refined"),
+        n("rewritten"),
+        n("deleted"),
+        n("replay_gap"),
+        F.sum(F.when(F.col("final_text").isNotNull(), F.col("accepted_chars")).otherwise(0))
+        .cast("long")
+        .alias("accepted_chars"),
+        F.sum(F.coalesce(F.col("retained_chars"), F.lit(0))).cast("long").alias("retained_chars"),
+    )
+    m = m.withColumn("acceptance_rate", F.col("accepted") / F.col("shown")).withColumn(
+        "char_retention",
+        F.when(F.col("accepted_chars") > 0, F.col("retained_chars") / F.col("accepted_chars")),
+    )
+    return m.select(*ACCEPTANCE_METRICS.columns)
