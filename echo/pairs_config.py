@@ -39,7 +39,9 @@ class PairsConfig:
     min_target_chars: int = setting(
         2, "drop pairs whose final text has fewer non-white-space characters than this"
     )
-    max_target_chars: int = setting(4000, "drop pairs whose final text is longer than this (code points)")
+    max_target_chars: int = setting(
+        4000, "drop pairs whose final text is longer than this (code points)"
+    )
     max_line_chars: int = setting(
         500,
         "minified-code filter: drop pairs where any line of prefix, suffix, proposal or "
@@ -93,17 +95,26 @@ class PairsConfig:
     def validate(self) -> None:
         ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
         if any(r < 0 for r in ratios) or sum(ratios) <= 0:
-            raise ConfigError("--train-ratio/--val-ratio/--test-ratio must be >= 0 with a positive sum")
+            raise ConfigError(
+                "--train-ratio/--val-ratio/--test-ratio must be >= 0 with a positive sum"
+            )
         if self.min_target_chars < 0 or self.max_target_chars < 1 or self.max_line_chars < 1:
-            raise ConfigError("--min-target-chars must be >= 0, --max-target-chars and --max-line-chars >= 1")
+            raise ConfigError(
+                "--min-target-chars must be >= 0, --max-target-chars and --max-line-chars >= 1"
+            )
         if not 0.0 <= self.min_survival_factor <= 1.0:
             raise ConfigError("--min-survival-factor must be within [0, 1]")
         if self.survival_full_s <= 0:
             raise ConfigError("--survival-full-s must be positive")
         if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus) < 0:
             raise ConfigError("weights must be >= 0")
-        if not 0.0 <= self.max_nonprintable_ratio <= 1.0 or not 0.0 <= self.min_whitespace_ratio <= 1.0:
-            raise ConfigError("--max-nonprintable-ratio and --min-whitespace-ratio must be within [0, 1]")
+        if (
+            not 0.0 <= self.max_nonprintable_ratio <= 1.0
+            or not 0.0 <= self.min_whitespace_ratio <= 1.0
+        ):
+            raise ConfigError(
+                "--max-nonprintable-ratio and --min-whitespace-ratio must be within [0, 1]"
+            )
 
     def content_settings(self) -> dict[str, object]:
         """The settings that change gold rows (all but ``rebuild``): their change
@@ -119,9 +130,7 @@ class ShardsConfig:
     """gold/refinement_pairs -> training shards (Parquet) + manifest.json."""
 
     out: str = setting("", "output directory of the shards (replaced atomically on each run)")
-    num_shards: int = setting(
-        0, "Parquet files per split and format (0: derive from --workers)"
-    )
+    num_shards: int = setting(0, "Parquet files per split and format (0: derive from --workers)")
     workers: int = setting(
         1, "training workers the shards are cut for: at least one file per worker per split"
     )
@@ -136,15 +145,16 @@ class ShardsConfig:
     )
     dedup: bool = setting(
         True,
-        "drop near-duplicate pairs (same dedup_key across users), keeping the lowest "
-        "suggestion_id",
+        "drop near-duplicate pairs (same dedup_key across users), keeping the lowest suggestion_id",
     )
 
     def validate(self) -> None:
         if not self.out:
             raise ConfigError("--out DIR is required (the shards directory to write)")
         if "://" in self.out and not self.out.startswith("file://"):
-            raise ConfigError("--out must be a local directory (shards are renamed into place atomically)")
+            raise ConfigError(
+                "--out must be a local directory (shards are renamed into place atomically)"
+            )
         if self.num_shards < 0 or self.workers < 1:
             raise ConfigError("--num-shards must be >= 0 and --workers >= 1")
         if self.max_prefix_chars < 0 or self.max_suffix_chars < 0:

@@ -41,7 +41,9 @@ UPSTREAM = "track"
 
 
 def config_sha(cfg: PairsConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.content_settings(), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(cfg.content_settings(), sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _stored_config_sha(lake: Lake) -> str | None:
@@ -61,7 +63,11 @@ def users_to_recompute(lake: Lake, buckets: int, *, rebuild: bool) -> tuple[Data
     since = 0 if rebuild else watermark(lake, STAGE)
     up_to = min(latest_run(lake), watermark(lake, UPSTREAM))
     if rebuild:
-        ids = lake.read(SUGGESTIONS).select("user_id").union(lake.read(REFINEMENT_PAIRS).select("user_id"))
+        ids = (
+            lake.read(SUGGESTIONS)
+            .select("user_id")
+            .union(lake.read(REFINEMENT_PAIRS).select("user_id"))
+        )
     else:
         ids = (
             lake.read(EVENTS)
@@ -89,29 +95,49 @@ def execute(
     users, since, up_to = users_to_recompute(lake, lake_cfg.buckets, rebuild=rebuild)
     users = users.cache()
     source_version = lake.version(SUGGESTIONS) or 0
-    empty_counts = {"filtered": {r: 0 for r in FILTER_REASONS}, "scrubbed_by_type": {t: 0 for t in TYPES}}
+    empty_counts = {
+        "filtered": {r: 0 for r in FILTER_REASONS},
+        "scrubbed_by_type": {t: 0 for t in TYPES},
+    }
     try:
         n_users = users.count()
         progress.step(
-            f"{'rebuild' if rebuild else f'runs {since + 1}..{up_to}'}: users to recompute", users=n_users
+            f"{'rebuild' if rebuild else f'runs {since + 1}..{up_to}'}: users to recompute",
+            users=n_users,
         )
         if n_users == 0:
             set_watermark(lake, STAGE, up_to, {"users": 0, "config_sha": sha})
             return {"run_no": up_to, "users": 0, "rebuild": rebuild, "candidates": 0, "pairs_written": 0,
                     **empty_counts, "scrubbed_pairs": 0}  # fmt: skip
-        suggestions = lake.read(SUGGESTIONS).join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")
-        processed = pairs_from_suggestions(suggestions, cfg, source_version).persist(StorageLevel.MEMORY_AND_DISK)
+        suggestions = lake.read(SUGGESTIONS).join(
+            F.broadcast(users.select("user_id")), on="user_id", how="left_semi"
+        )
+        processed = pairs_from_suggestions(suggestions, cfg, source_version).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         try:
             stats = _stats(processed)
-            progress.step("pairs built", candidates=stats["candidates"], kept=stats["pairs_written"])
+            progress.step(
+                "pairs built", candidates=stats["candidates"], kept=stats["pairs_written"]
+            )
             gold = processed.where(F.col("drop_reason").isNull()).withColumn(
                 "user_bucket", user_bucket("user_id", lake_cfg.buckets)
             )
-            info = {"echo.stage": STAGE, "echo.run_no": str(up_to), "echo.source_version": str(source_version)}
-            buckets = rewrite_users(lake, REFINEMENT_PAIRS, gold.select(*REFINEMENT_PAIRS.columns), users, info=info)
+            info = {
+                "echo.stage": STAGE,
+                "echo.run_no": str(up_to),
+                "echo.source_version": str(source_version),
+            }
+            buckets = rewrite_users(
+                lake, REFINEMENT_PAIRS, gold.select(*REFINEMENT_PAIRS.columns), users, info=info
+            )
         finally:
             processed.unpersist()
-        progress.step("gold/refinement_pairs committed", buckets=len(buckets), version=lake.version(REFINEMENT_PAIRS))
+        progress.step(
+            "gold/refinement_pairs committed",
+            buckets=len(buckets),
+            version=lake.version(REFINEMENT_PAIRS),
+        )
     finally:
         users.unpersist()
     dups = near_duplicates(lake.read(REFINEMENT_PAIRS))

@@ -235,23 +235,26 @@ class TransformersProposer:
 
     def _prompt_ids(self, prefix: str, suffix: str) -> list[int]:
         tok = self._tok
-        pre = (
-            tok.encode(prefix, add_special_tokens=False)[-self.max_prompt_tokens :]
-            if prefix
-            else []
-        )
+        pre = tok.encode(prefix, add_special_tokens=False)[-self.max_prompt_tokens :] if prefix else []
         if not self.fim:
+            pre = pre[-max(1, self._context_limit() - self.max_new_tokens) :]
             return pre or ([tok.bos_token_id] if tok.bos_token_id is not None else [0])
-        suf = (
-            tok.encode(suffix, add_special_tokens=False)[: self.max_suffix_tokens] if suffix else []
-        )
-        return (
-            self._special_ids(self.fim_prefix)
-            + pre
-            + self._special_ids(self.fim_suffix)
-            + suf
-            + self._special_ids(self.fim_middle)
-        )
+        suf = tok.encode(suffix, add_special_tokens=False)[: self.max_suffix_tokens] if suffix else []
+        fp, fs, fm = (self._special_ids(t) for t in (self.fim_prefix, self.fim_suffix, self.fim_middle))
+        room = self._context_limit() - self.max_new_tokens - len(fp) - len(fs) - len(fm)
+        if len(pre) + len(suf) > room:  # the model's context is the limit: shorten the suffix first
+            suf = suf[: max(0, min(len(suf), room // 4, room - len(pre)))]
+            keep = max(0, room - len(suf))
+            pre = pre[len(pre) - keep :] if keep else []
+        return fp + pre + fs + suf + fm
+
+    def _context_limit(self) -> int:
+        cfg = self._model.config
+        for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 1 << 30
 
     def propose_batch(self, contexts: Sequence[Context]) -> list[str]:
         self._load()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from echo.pairs_config import PairsConfig
@@ -149,7 +149,9 @@ def survival_seconds(accepted_ts_ms: int | None, horizon_ts_ms: int | None) -> f
     return max(0.0, (horizon_ts_ms - accepted_ts_ms) / 1000.0)
 
 
-def pair_weight(outcome: str, edit_similarity: float | None, survival_s: float | None, cfg: PairsConfig) -> float:
+def pair_weight(
+    outcome: str, edit_similarity: float | None, survival_s: float | None, cfg: PairsConfig
+) -> float:
     """``base(outcome) * survival_factor``, where
 
     * base(kept) = ``kept_weight``; base(refined) = ``refined_weight * (1 +
@@ -172,7 +174,9 @@ def normalize(text: str | None) -> str:
     return _WS.sub(" ", text or "").strip()
 
 
-def dedup_key(prefix: str | None, suffix: str | None, final_text: str | None, context_chars: int) -> str:
+def dedup_key(
+    prefix: str | None, suffix: str | None, final_text: str | None, context_chars: int
+) -> str:
     """sha256 of the normalized context window and the normalized target."""
     pre = (prefix or "")[-context_chars:] if context_chars > 0 else ""
     suf = (suffix or "")[:context_chars] if context_chars > 0 else ""
@@ -236,10 +240,14 @@ def _arrow_schema(schema: StructType) -> pa.Schema:
 
     from echo.lake.delta_rs import _SPARK_TO_ARROW
 
-    return pa.schema([pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in schema.fields])
+    return pa.schema(
+        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in schema.fields]
+    )
 
 
-def pairs_from_suggestions(suggestions: DataFrame, cfg: PairsConfig, source_version: int) -> DataFrame:
+def pairs_from_suggestions(
+    suggestions: DataFrame, cfg: PairsConfig, source_version: int
+) -> DataFrame:
     """Candidates (``kept``/``refined`` rows of silver/suggestions) -> rows of
     :func:`candidate_schema`, computed in the executors."""
     from pyspark.sql import functions as F
@@ -247,7 +255,7 @@ def pairs_from_suggestions(suggestions: DataFrame, cfg: PairsConfig, source_vers
     schema = candidate_schema()
     arrow_schema = _arrow_schema(schema)
 
-    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def fn(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
         for batch in batches:

@@ -41,27 +41,44 @@ RULES: tuple[Rule, ...] = (
     # the end of the text when the END line is cut off
     _secret(
         "private_key",
-        r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----.*?(?:-----END \1PRIVATE KEY\2-----|\Z)",
+        r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?(?:-----END \1PRIVATE KEY\2-----|\Z)",
         re.DOTALL,
     ),
     # the body and END line of a key whose BEGIN line lies before the text
-    _secret("private_key", r"\A[A-Za-z0-9+/=\s]{16,}-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    _secret("aws_access_key", r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
+    _secret(
+        "private_key", r"\A[A-Za-z0-9+/=\s]{16,}-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    ),
+    _secret(
+        "aws_access_key",
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}(?![A-Za-z0-9])",
+    ),
     _secret(
         "aws_secret_key",
         r"(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
         group=1,
     ),
-    _secret("github_token", r"(?<![A-Za-z0-9_])(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}(?![A-Za-z0-9_])"),
+    _secret(
+        "github_token", r"(?<![A-Za-z0-9_])(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}(?![A-Za-z0-9_])"
+    ),
     _secret("github_token", r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{40,}(?![A-Za-z0-9_])"),
     _secret("slack_token", r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,}(?![A-Za-z0-9-])"),
-    _secret("slack_webhook", r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,}"),
-    _secret("stripe_key", r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?![A-Za-z0-9_])"),
+    _secret(
+        "slack_webhook",
+        r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,}",
+    ),
+    _secret(
+        "stripe_key", r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?![A-Za-z0-9_])"
+    ),
     # sk-..., sk-proj-..., sk-svcacct-...: at least 20 chars after sk-, with a digit
-    _secret("openai_key", r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])"),
+    _secret(
+        "openai_key",
+        r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])",
+    ),
     _secret("google_api_key", r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
     # header.payload.signature, both JSON parts base64url of '{"'
-    _secret("jwt", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{10,}"),
+    _secret(
+        "jwt", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{10,}"
+    ),
     # scheme://user:PASSWORD@host (only the password is replaced)
     _secret("password", r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]+:([^\s@/'\"]+)@", group=1),
     # password = "..." style assignments of well-known secret names (only the value)
@@ -71,11 +88,15 @@ RULES: tuple[Rule, ...] = (
         r"[\"']?\s*[:=]\s*([\"'])([^\"'\s]{4,})\1",
         group=2,
     ),
-    # a dotted domain ending in a letters-only TLD: user@localhost, pkg@1.2.3 and
-    # @decorator.name (no local part) are not addresses
+    # a dotted domain ending in a letters-only TLD: user@localhost, pkg@1.2.3,
+    # @decorator.name (no local part), git@host:org/repo (SSH remote) and
+    # scheme://user@host (URL user info) are not addresses
     Rule(
         "email",
-        re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"),
+        re.compile(
+            r"(?<![A-Za-z0-9._%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+            r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-]|:\S)"
+        ),
         "<EMAIL>",
     ),
 )
@@ -151,9 +172,10 @@ def scrub_pair(
     """Scrub the four texts of a pair, finding secrets that straddle the cursor.
 
     The document around the completion reads ``prefix + middle + suffix`` (middle the
-    final text, then the proposal); each match is redacted in every part it touches and
-    counted once (a match of the proposal's reading that lies wholly in prefix or suffix
-    was already counted in the final text's reading).
+    final text, then the proposal); each match is redacted in every part it touches.
+    Counts: every match of the final text's reading, plus those of the proposal's
+    reading that touch the proposal (one lying wholly in prefix or suffix was counted
+    already), so a secret both in the proposal and the final text counts twice.
     """
     pre, suf = prefix or "", suffix or ""
     spans: dict[str, list[Span]] = {"prefix": [], "suffix": [], "proposal": [], "final_text": []}
@@ -175,5 +197,9 @@ def scrub_pair(
         return value if value is None else _apply(value, spans[part])
 
     return ScrubbedPair(
-        out(prefix, "prefix"), out(suffix, "suffix"), out(proposal, "proposal"), out(final_text, "final_text"), counts
+        out(prefix, "prefix"),
+        out(suffix, "suffix"),
+        out(proposal, "proposal"),
+        out(final_text, "final_text"),
+        counts,
     )

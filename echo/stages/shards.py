@@ -18,7 +18,17 @@ from echo.pairs_config import ShardsConfig
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-SFT_COLUMNS = ("prompt", "completion", "weight", "suggestion_id", "language", "model_id", "proposal", "prefix", "suffix")
+SFT_COLUMNS = (
+    "prompt",
+    "completion",
+    "weight",
+    "suggestion_id",
+    "language",
+    "model_id",
+    "proposal",
+    "prefix",
+    "suffix",
+)
 PREF_COLUMNS = ("prompt", "chosen", "rejected", "weight", "suggestion_id", "language", "model_id")
 FORMATS = {"sft": SFT_COLUMNS, "pref": PREF_COLUMNS}
 
@@ -50,7 +60,9 @@ def _clip_col(col: str, n: int, *, tail: bool) -> Column:
     if n <= 0:
         return c
     if tail:  # last n characters (Spark's substring counts characters, 1-based)
-        return F.when(F.length(c) > n, F.expr(f"substring(coalesce(`{col}`, ''), -{n}, {n})")).otherwise(c)
+        return F.when(
+            F.length(c) > n, F.expr(f"substring(coalesce(`{col}`, ''), -{n}, {n})")
+        ).otherwise(c)
     return F.substring(c, 1, n)
 
 
@@ -73,7 +85,9 @@ def dedupe(pairs: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     w = Window.partitionBy("dedup_key").orderBy("suggestion_id")
-    return pairs.withColumn("_rank", F.row_number().over(w)).where(F.col("_rank") == 1).drop("_rank")
+    return (
+        pairs.withColumn("_rank", F.row_number().over(w)).where(F.col("_rank") == 1).drop("_rank")
+    )
 
 
 def sft_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
@@ -95,7 +109,9 @@ def pref_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
     """``split`` + PREF_COLUMNS, one row per ``refined`` pair whose proposal differs."""
     from pyspark.sql import functions as F
 
-    refined = pairs.where((F.col("outcome") == "refined") & (F.col("final_text") != F.col("proposal")))
+    refined = pairs.where(
+        (F.col("outcome") == "refined") & (F.col("final_text") != F.col("proposal"))
+    )
     return refined.select(
         "split",
         fim_prompt_col(cfg).alias("prompt"),

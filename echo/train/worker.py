@@ -33,11 +33,6 @@ def train_loop(config: dict[str, Any]) -> None:
     from echo.train.model import build_model, count_params
     from echo.train.objectives import objective_loss, trained_tokens
 
-    _t0 = time.perf_counter()
-    def _tick(what: str) -> None:
-        if os.environ.get("ECHO_TRAIN_TIMING"):
-            print(f"[echo.train.timing] {what} {time.perf_counter() - _t0:.1f}s", flush=True)
-    _tick("imports")
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if cfg.use_gpu:
@@ -53,7 +48,6 @@ def train_loop(config: dict[str, Any]) -> None:
     formats: list[str] = list(config["formats"])
     enc = EncodeSpec(cfg.max_seq_len, cfg.max_completion_tokens, int(config["tokenizer_info"]["eos_token_id"]))
     examples = {fmt: examples_from_shard(rt.get_dataset_shard(fmt), config["tokenizer"], fmt, enc) for fmt in formats}
-    _tick("data")
     primary = "pref" if cfg.objective == "dpo" else "sft"
     plans = {fmt: BatchPlan(len(ex), cfg.micro_batch_size, cfg.seed) for fmt, ex in examples.items()}
     steps_per_epoch = plans[primary].batches_per_epoch // cfg.grad_accum
@@ -82,7 +76,6 @@ def train_loop(config: dict[str, Any]) -> None:
     # position them on iteration 0 so step 1 trains at the schedule's first LR.
     scheduler.step(0)
 
-    _tick("engine")
     # -- resume ---------------------------------------------------------------------------
     start_step, cursor, history = 0, 0, []
     checkpoint = rt.get_checkpoint()

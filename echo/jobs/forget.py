@@ -1,0 +1,206 @@
+"""forget: delete a user's rows from every table, then vacuum the removed files.
+
+    python -m echo forget --user ID [--user ID ...] --lake DIR
+
+Deletes the user's rows from bronze/events, bronze/quarantine (records whose
+``event_id`` is one of the user's events, or whose raw text holds the user id as a JSON
+string), silver/sessions, silver/suggestions and gold/refinement_pairs; recomputes the
+days of gold/acceptance_metrics the user's suggestions counted in; vacuums every
+touched table with retention 0, so the old Parquet files holding the rows are gone
+from storage (time travel to versions before the forget is gone too).
+
+The user is first recorded (as ``sha256(user_id)``) in ``_echo/forgotten_users``. Bronze
+is deleted as well, so later runs cannot rebuild the rows; but a re-ingest of an old
+input file that holds the user's events WOULD bring them back unless ingest drops them:
+ingest calls :func:`drop_forgotten` on the records it is about to keep. See docs/pairs.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+
+from echo.config import LakeConfig
+from echo.errors import ConfigError
+from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.lake.base import in_predicate
+from echo.lake.tables import (
+    ACCEPTANCE_METRICS,
+    EVENTS,
+    QUARANTINE,
+    REFINEMENT_PAIRS,
+    SESSIONS,
+    SUGGESTIONS,
+    Table,
+)
+from echo.progress import Progress
+from echo.spark import spark_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from echo.lake import Lake
+
+STAGE = "forget"
+
+FORGOTTEN_USERS = Table(
+    name="_echo/forgotten_users",
+    schema=StructType(
+        [
+            StructField("user_id_sha256", StringType(), False),  # sha256 hex of the UTF-8 user id
+            StructField("forgotten_at", TimestampType(), False),
+            StructField("detail", StringType(), True),  # JSON: rows deleted per table
+        ]
+    ),
+    partition_by=(),
+    keys=("user_id_sha256",),
+    description="users deleted by 'forget' (hashed); ingest drops their records",
+)
+
+#: Tables with a user_id column, deleted by user id.
+USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS)
+_CHUNK = 500
+
+
+def user_hash(user_id: str) -> str:
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
+def drop_forgotten(lake: Lake, df: DataFrame, column: str = "user_id") -> DataFrame:
+    """``df`` without the rows whose ``column`` is a forgotten user (call from ingest on
+    the events about to be kept, and on any other per-user input)."""
+    if not lake.exists(FORGOTTEN_USERS):
+        return df
+    hashes = lake.read(FORGOTTEN_USERS).select(F.col("user_id_sha256").alias("_forgotten"))
+    keyed = df.withColumn("_forgotten", F.sha2(F.col(column).cast("string"), 256))
+    return keyed.join(F.broadcast(hashes), on="_forgotten", how="left_anti").drop("_forgotten")
+
+
+def is_forgotten(lake: Lake, user_id: str) -> bool:
+    if not lake.exists(FORGOTTEN_USERS):
+        return False
+    return (
+        lake.read(FORGOTTEN_USERS).where(F.col("user_id_sha256") == user_hash(user_id)).count() > 0
+    )
+
+
+def _check_ids(user_ids: Sequence[str]) -> list[str]:
+    ids = sorted({u for u in user_ids})
+    if not ids or any(not u for u in ids):
+        raise ConfigError("--user ID is required (a non-empty user id)")
+    bad = [u for u in ids if "'" in u or "\\" in u]
+    if bad:
+        raise ConfigError(
+            f"user id {bad[0]!r} holds a quote or backslash, which delete predicates cannot carry"
+        )
+    return ids
+
+
+def _quarantine_hashes(lake: Lake, ids: list[str]) -> list[str]:
+    """record_hash of quarantined records that belong to the users: their event ids, or
+    the user id as a JSON string literal anywhere in the raw text."""
+    q = lake.read(QUARANTINE)
+    their_events = lake.read(EVENTS).where(F.col("user_id").isin(ids)).select("event_id").distinct()
+    by_event = q.join(their_events, on="event_id", how="left_semi").select("record_hash")
+    cond = F.lit(False)
+    for u in ids:
+        cond = (
+            cond
+            | F.col("raw").contains(json.dumps(u))
+            | F.col("raw").contains(json.dumps(u, ensure_ascii=False))
+        )
+    by_raw = q.where(cond).select("record_hash")
+    return sorted({r[0] for r in by_event.union(by_raw).distinct().collect()})
+
+
+def _days(lake: Lake, ids: list[str]) -> list[Any]:
+    from echo.stages.track import shown_day
+
+    s = lake.read(SUGGESTIONS).where(F.col("user_id").isin(ids) & F.col("shown_ts_ms").isNotNull())
+    return sorted({r[0] for r in s.select(shown_day().alias("d")).distinct().collect()})
+
+
+def execute(
+    spark: SparkSession,
+    lake: Lake,
+    user_ids: Sequence[str],
+    *,
+    progress: Progress,
+    vacuum: bool = True,
+) -> dict[str, Any]:
+    ids = _check_ids(user_ids)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # 1. record first: a forget that fails half-way is redone by running it again, and
+    #    ingest already drops the users' records
+    lake.merge(
+        FORGOTTEN_USERS,
+        spark.createDataFrame([(user_hash(u), now, None) for u in ids], FORGOTTEN_USERS.schema),
+        info={"echo.stage": STAGE},
+    )
+    q_hashes = _quarantine_hashes(lake, ids)
+    days = _days(lake, ids)
+    deleted: dict[str, int] = {}
+    # 2. quarantine before events (its match uses the users' event ids)
+    deleted[QUARANTINE.name] = 0
+    for i in range(0, len(q_hashes), _CHUNK):
+        deleted[QUARANTINE.name] += lake.delete(
+            QUARANTINE, in_predicate("record_hash", q_hashes[i : i + _CHUNK])
+        )
+    for t in USER_TABLES:
+        deleted[t.name] = lake.delete(t, in_predicate("user_id", ids)) if lake.exists(t) else 0
+    progress.step("rows deleted", **{k.replace("/", "_"): v for k, v in deleted.items()})
+    # 3. aggregated metrics: recompute the days the users' suggestions were shown on
+    if days and lake.exists(ACCEPTANCE_METRICS):
+        from echo.stages.track import acceptance_metrics, shown_day
+
+        current = lake.read(SUGGESTIONS).where(shown_day().isin(days))
+        lake.replace_partitions(
+            ACCEPTANCE_METRICS,
+            acceptance_metrics(current).coalesce(1),
+            days,
+            info={"echo.stage": STAGE},
+        )
+        progress.step("gold/acceptance_metrics recomputed", days=len(days))
+    # 4. physically remove the files that held the rows
+    vacuumed: dict[str, int] = {}
+    if vacuum:
+        for t in (QUARANTINE, *USER_TABLES, ACCEPTANCE_METRICS):
+            vacuumed[t.name] = lake.vacuum(t, 0) if lake.exists(t) else 0
+        progress.step("vacuumed (retention 0)", files=sum(vacuumed.values()))
+    detail = json.dumps({"deleted": deleted, "metric_days": [str(d) for d in days]}, sort_keys=True)
+    lake.merge(
+        FORGOTTEN_USERS,
+        spark.createDataFrame([(user_hash(u), now, detail) for u in ids], FORGOTTEN_USERS.schema),
+        info={"echo.stage": STAGE},
+    )
+    return {
+        "users": len(ids),
+        "deleted": deleted,
+        "metric_days_recomputed": len(days),
+        "files_vacuumed": vacuumed,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("echo-pipeline forget", __doc__ or "")
+    parser.add_argument(
+        "--user", action="append", default=[], metavar="ID", help="user id to forget (repeatable)"
+    )
+    parser.add_argument(
+        "--no-vacuum", action="store_true", help="delete rows but keep the old files (not private)"
+    )
+    args, (lake_cfg,) = parse(parser, argv)
+    assert isinstance(lake_cfg, LakeConfig)
+    ids = _check_ids(args.user)
+    progress = Progress(STAGE, quiet=args.quiet)
+    with spark_session("echo-forget", master=lake_cfg.master) as spark:
+        lake = open_job_lake(spark, lake_cfg)
+        report = execute(spark, lake, ids, progress=progress, vacuum=not args.no_vacuum)
+    emit_report(STAGE, report, args)
+    return 0

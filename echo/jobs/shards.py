@@ -1,0 +1,203 @@
+"""shards: gold/refinement_pairs -> training shards (Parquet) + manifest.json.
+
+    python -m echo shards --lake DIR --out DIR [--workers 4 | --num-shards 8]
+    spark-submit jobs/shards.py --lake DIR --out DIR
+
+Writes ``sft/{train,val,test}/part-NNNNN.parquet`` (prompt/completion) and
+``pref/{train,val,test}/...`` (prompt/chosen/rejected, from refined pairs) with balanced
+row counts, and ``manifest.json`` (rows, bytes, sha256 per file, lake versions read,
+resolved settings). Spark writes the rows into a temporary sibling directory that is
+renamed into place, so readers see the old shards or the new ones, never a mix.
+See docs/pairs.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyspark import StorageLevel
+
+from echo.config import LakeConfig, to_dict
+from echo.errors import ConfigError, LakeError
+from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.lake.base import spark_uri
+from echo.lake.tables import REFINEMENT_PAIRS, SUGGESTIONS
+from echo.pairs_config import ShardsConfig
+from echo.progress import Progress
+from echo.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, describe_shard, write_manifest
+from echo.spark import spark_session
+from echo.stages.pairs import SPLITS
+from echo.stages.shards import FORMATS, dedupe, pref_rows, sft_rows, with_shard_index
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from echo.lake import Lake
+
+STAGE = "shards"
+
+
+def _out_path(out: str) -> Path:
+    return Path(out[len("file://") :] if out.startswith("file://") else out).absolute()
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to replace anything but a shards directory (or nothing, or an empty dir)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+        raise ConfigError(
+            f"--out {out} is not empty and holds no {MANIFEST_NAME}: refusing to replace it"
+        )
+
+
+def _empty_shard(path: Path, fmt: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"weight": pa.float64()}
+    schema = pa.schema([pa.field(c, types.get(c, pa.string())) for c in FORMATS[fmt]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(schema.empty_table(), path)
+
+
+def _write_format(rows: DataFrame, fmt: str, n_shards: int, tmp: Path) -> list[ShardEntry]:
+    """Write one format's rows under ``tmp/fmt/split/part-NNNNN.parquet``; one file per
+    (split, shard index), each written by one Spark task."""
+    staging = tmp / f"_spark_{fmt}"
+    indexed = with_shard_index(rows, n_shards)
+    (
+        indexed.repartition(n_shards * len(SPLITS), "split", "_shard")
+        .sortWithinPartitions("split", "_shard", "suggestion_id")
+        .write.partitionBy("split", "_shard")
+        .parquet(spark_uri(str(staging)))
+    )
+    entries: list[ShardEntry] = []
+    for split in SPLITS:
+        split_dir = staging / f"split={split}"
+        parts = (
+            sorted(split_dir.glob("_shard=*"), key=lambda p: int(p.name.split("=", 1)[1]))
+            if split_dir.is_dir()
+            else []
+        )
+        if not parts:
+            rel = f"{fmt}/{split}/part-00000.parquet"
+            _empty_shard(tmp / rel, fmt)
+            entries.append(describe_shard(tmp, rel, fmt, split))
+            continue
+        for i, part_dir in enumerate(parts):
+            files = sorted(part_dir.glob("*.parquet"))
+            if len(files) != 1:
+                raise LakeError(f"expected one file per shard in {part_dir}, found {len(files)}")
+            rel = f"{fmt}/{split}/part-{i:05d}.parquet"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(files[0], tmp / rel)
+            entries.append(describe_shard(tmp, rel, fmt, split))
+    shutil.rmtree(staging)
+    return entries
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def execute(
+    spark: SparkSession,
+    lake: Lake,
+    lake_cfg: LakeConfig,
+    cfg: ShardsConfig,
+    *,
+    progress: Progress,
+) -> dict[str, Any]:
+    cfg.validate()
+    out = _out_path(cfg.out)
+    check_out_dir(out)
+    if not lake.exists(REFINEMENT_PAIRS):
+        raise LakeError(f"{lake.path(REFINEMENT_PAIRS)} does not exist: run 'pairs' first")
+    version = lake.version(REFINEMENT_PAIRS)
+    n_shards = cfg.shards_per_split
+    gold = lake.read(REFINEMENT_PAIRS)
+    pairs = (dedupe(gold) if cfg.dedup else gold).persist(StorageLevel.MEMORY_AND_DISK)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        n_gold = gold.count()
+        n_pairs = pairs.count()
+        progress.step(
+            "read gold/refinement_pairs",
+            version=version,
+            rows=n_gold,
+            near_duplicates=n_gold - n_pairs,
+        )
+        source_versions = sorted(
+            int(r[0]) for r in pairs.select("source_version").distinct().collect()
+        )
+        entries: list[ShardEntry] = []
+        for fmt, build in (("sft", sft_rows), ("pref", pref_rows)):
+            entries += _write_format(build(pairs, cfg), fmt, n_shards, tmp)
+            progress.step(f"{fmt} shards written", files=sum(1 for e in entries if e.format == fmt))
+        manifest = Manifest(
+            shards=tuple(entries),
+            config=to_dict(lake_cfg, cfg),
+            fim=cfg.fim,
+            source={
+                "lake": lake.root,
+                "tables": {
+                    REFINEMENT_PAIRS.name: version,
+                    SUGGESTIONS.name: lake.version(SUGGESTIONS),
+                },
+                "pairs_source_versions": source_versions,
+                "gold_rows": n_gold,
+                "near_duplicates_dropped": n_gold - n_pairs,
+            },
+            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
+        write_manifest(tmp, manifest)
+        swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        pairs.unpersist()
+    rows = {
+        fmt: {s: sum(e.rows for e in manifest.select(fmt, s)) for s in SPLITS} for fmt in FORMATS
+    }
+    files = {fmt: {s: len(manifest.select(fmt, s)) for s in SPLITS} for fmt in FORMATS}
+    progress.step(f"shards in {out}", files=len(entries))
+    return {
+        "out": str(out),
+        "gold_version": version,
+        "gold_rows": n_gold,
+        "near_duplicates_dropped": n_gold - n_pairs,
+        "rows": rows,
+        "files": files,
+        "bytes": sum(e.bytes for e in entries),
+        "manifest_sha256": manifest.sha256,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("echo-pipeline shards", __doc__ or "", ShardsConfig)
+    args, (lake_cfg, cfg) = parse(parser, argv, ShardsConfig)
+    assert isinstance(lake_cfg, LakeConfig) and isinstance(cfg, ShardsConfig)
+    cfg.validate()
+    progress = Progress(STAGE, quiet=args.quiet)
+    with spark_session("echo-shards", master=lake_cfg.master) as spark:
+        lake = open_job_lake(spark, lake_cfg)
+        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
+    emit_report(STAGE, report, args)
+    return 0

@@ -1,0 +1,155 @@
+"""``python -m echo evaluate``: offline evaluation of a model on the val/test pairs.
+
+For each SFT pair of the split the model completes the FIM prompt greedily; the
+completion is compared with the user's final text (exact match, edit similarity
+``1 - levenshtein / max(len)``, and the share at or above the contract's refine
+threshold 0.5, i.e. a suggestion the user would have kept or refined). The logged
+proposals of the deployed model (column ``proposal``) are scored the same way in the
+same run, so the report says whether the new model beats the deployed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from echo.errors import EchoError
+from echo.train.data import open_shards, read_table
+
+KEEP_THRESHOLD = 0.5  # CONTRACT.md section 3: min_refine_similarity default
+
+
+def edit_similarity(a: str, b: str) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    return 1.0 - Levenshtein.distance(a, b) / max(len(a), len(b), 1)
+
+
+def score(predictions: Sequence[str], targets: Sequence[str], threshold: float = KEEP_THRESHOLD) -> dict[str, float]:
+    sims = [edit_similarity(p, t) for p, t in zip(predictions, targets, strict=True)]
+    n = max(len(sims), 1)
+    return {
+        "exact_match": sum(p == t for p, t in zip(predictions, targets, strict=True)) / n,
+        "edit_similarity": sum(sims) / n,
+        "kept_share": sum(s >= threshold for s in sims) / n,
+    }
+
+
+def _load(model_dir: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = Path(model_dir)
+    if not (p / "config.json").is_file():
+        raise EchoError(f"model not found: {model_dir} (a directory saved by 'train', with config.json)")
+    try:
+        tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise EchoError(f"cannot load model {model_dir}: {str(exc).splitlines()[0]}") from None
+    return tok, model.eval()
+
+
+def generate(
+    model: Any, tok: Any, prompts: Sequence[str], *, max_new_tokens: int, max_prompt_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy completions (left-padded batches, prompts left-truncated), up to the end token."""
+    import torch
+
+    from echo.train.tokenizer import encode
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    outs: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        ids = [x[-max_prompt_tokens:] for x in encode(tok, prompts[start : start + batch_size])]
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        with torch.no_grad():
+            gen = model.generate(
+                input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens,
+                do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+            )
+        outs += tok.batch_decode(gen[:, width:], skip_special_tokens=True)
+    return outs
+
+
+def evaluate(
+    model: str,
+    shards: str,
+    split: str = "val",
+    *,
+    max_new_tokens: int = 64,
+    max_prompt_tokens: int = 448,
+    batch_size: int = 8,
+    limit: int = 0,
+) -> dict[str, Any]:
+    """Score ``model`` and the logged proposals against the final texts of ``split``."""
+    if split not in ("train", "val", "test"):
+        raise EchoError(f"split must be train, val or test, not {split!r}")
+    manifest, entries = open_shards(shards, ("sft",), split)
+    table = read_table(shards, entries["sft"], ["prompt", "completion", "proposal", "language", "suggestion_id"])
+    rows = table.to_pydict()
+    if limit > 0:
+        rows = {k: v[:limit] for k, v in rows.items()}
+    tok, lm = _load(model)
+    preds = generate(lm, tok, rows["prompt"], max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, batch_size=batch_size)
+    finals = [c or "" for c in rows["completion"]]
+    proposals = [p or "" for p in rows["proposal"]]
+    report: dict[str, Any] = {
+        "model": str(model),
+        "shards": str(shards),
+        "split": split,
+        "manifest_sha256": manifest.sha256,
+        "pairs": len(finals),
+        "keep_threshold": KEEP_THRESHOLD,
+        "model_metrics": score(preds, finals),
+        "proposal_metrics": score(proposals, finals),
+    }
+    report["delta"] = {k: report["model_metrics"][k] - report["proposal_metrics"][k] for k in report["model_metrics"]}
+    by_lang: dict[str, Any] = {}
+    for lang in sorted({str(x) for x in rows["language"]}):
+        idx = [i for i, x in enumerate(rows["language"]) if str(x) == lang]
+        by_lang[lang] = {
+            "pairs": len(idx),
+            "model": score([preds[i] for i in idx], [finals[i] for i in idx]),
+            "proposal": score([proposals[i] for i in idx], [finals[i] for i in idx]),
+        }
+    report["by_language"] = by_lang
+    report["examples"] = [
+        {"suggestion_id": rows["suggestion_id"][i], "final": finals[i], "proposal": proposals[i], "model": preds[i]}
+        for i in range(min(5, len(preds)))
+    ]
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--model", required=True, help="model directory (e.g. OUT/model from 'train')")
+    p.add_argument("--shards", required=True, help="shards directory with manifest.json")
+    p.add_argument("--split", default="val", choices=("val", "test", "train"))
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-prompt-tokens", type=int, default=448)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0: all)")
+    p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
+    a = p.parse_args(argv)
+    report = evaluate(
+        a.model, a.shards, a.split, max_new_tokens=a.max_new_tokens, max_prompt_tokens=a.max_prompt_tokens,
+        batch_size=a.batch_size, limit=a.limit,
+    )
+    text = json.dumps(report, indent=2)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n", encoding="utf-8")
+        m, b = report["model_metrics"], report["proposal_metrics"]
+        print(
+            f"evaluate: {report['pairs']} {a.split} pairs; edit similarity model {m['edit_similarity']:.3f} "
+            f"vs deployed {b['edit_similarity']:.3f}; kept {m['kept_share']:.1%} vs {b['kept_share']:.1%} -> {a.out}"
+        )
+    else:
+        sys.stdout.write(text + "\n")
+    return 0

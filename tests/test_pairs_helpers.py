@@ -1,0 +1,123 @@
+"""Helpers for the pairs/shards/forget tests: a lake fed batch by batch with bronze events
+and the silver/suggestions rows the track stage would write for them (no tests here)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from echo.jobs.incremental import rewrite_users, user_bucket
+from echo.jobs.state import set_watermark
+from echo.lake import Lake, open_lake
+from echo.lake.tables import EVENTS, SUGGESTIONS
+from echo.pairs_config import PairsConfig
+from echo.progress import Progress
+
+BUCKETS = 4
+T0 = 1_700_000_000_000
+PREFIX = "def total_price(items, tax):\n    subtotal = sum(i.price for i in items)\n    "
+SUFFIX = "\n    return result\n"
+
+
+def suggestion(
+    sid: str,
+    user: str,
+    *,
+    outcome: str = "kept",
+    proposal: str = "result = subtotal * (1 + tax)",
+    final: str | None = None,
+    prefix: str | None = PREFIX,
+    suffix: str | None = SUFFIX,
+    ts: int = T0,
+    similarity: float | None = None,
+    survival_s: float = 600.0,
+) -> dict[str, Any]:
+    final_text = proposal if final is None and outcome == "kept" else final
+    return {
+        "suggestion_id": sid,
+        "session_id": f"{user}/{ts}",
+        "user_id": user,
+        "doc_id": f"{user}/doc",
+        "model_id": "m1",
+        "language": "python",
+        "shown_ts_ms": ts,
+        "proposal": proposal,
+        "accepted_text": proposal,
+        "final_text": final_text,
+        "outcome": outcome,
+        "edit_similarity": (1.0 if outcome == "kept" else similarity)
+        if final_text is not None
+        else None,
+        "prefix": prefix,
+        "suffix": suffix,
+        "shown_offset": 10,
+        "latency_ms": 50,
+        "accepted_ts_ms": ts + 1000 if final_text is not None else None,
+        "accepted_doc_version": 1,
+        "horizon_ts_ms": ts + 1000 + int(survival_s * 1000) if final_text is not None else None,
+        "walk_end": "horizon" if final_text is not None else None,
+        "changes_applied": 0,
+        "accepted_chars": len(proposal),
+        "retained_chars": len(proposal),
+        "user_bucket": 0,
+    }
+
+
+class FakeUpstream:
+    """Writes what ingest + track would: one bronze ``shown`` event per suggestion row
+    (run ``run_no``), the users' silver/suggestions rows, and the track watermark."""
+
+    def __init__(self, spark: Any, root: str) -> None:
+        self.spark = spark
+        self.lake: Lake = open_lake(spark, root, "delta-rs")
+        self.lake.check_root(create=True)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.run_no = 0
+
+    def batch(self, rows: list[dict[str, Any]]) -> None:
+        self.run_no += 1
+        now = datetime.datetime.now(datetime.timezone.utc)
+        events = []
+        for r in rows:
+            self.rows[r["suggestion_id"]] = r
+            day = datetime.datetime.fromtimestamp(
+                r["shown_ts_ms"] / 1000, datetime.timezone.utc
+            ).date()
+            ev = {f.name: None for f in EVENTS.schema.fields}
+            ev.update(
+                event_id=f"e-{r['suggestion_id']}-{self.run_no}", event_type="shown", ts_ms=r["shown_ts_ms"],
+                user_id=r["user_id"], doc_id=r["doc_id"], doc_version=0, suggestion_id=r["suggestion_id"],
+                model_id=r["model_id"], text=r["proposal"], prefix=r["prefix"], suffix=r["suffix"],
+                ingested_at=now, content_hash="h", source="test", run_no=self.run_no, event_date=day,
+            )  # fmt: skip
+            events.append(ev)
+        self.lake.append(EVENTS, self.spark.createDataFrame(events, EVENTS.schema))
+        users = {r["user_id"] for r in rows}
+        silver = [r for r in self.rows.values() if r["user_id"] in users]
+        df = self.spark.createDataFrame(silver, SUGGESTIONS.schema).withColumn(
+            "user_bucket", user_bucket("user_id", BUCKETS)
+        )
+        users_df = self.spark.createDataFrame(
+            [(u,) for u in sorted(users)], "user_id string"
+        ).withColumn("user_bucket", user_bucket("user_id", BUCKETS))
+        rewrite_users(self.lake, SUGGESTIONS, df.select(*SUGGESTIONS.columns), users_df)
+        set_watermark(self.lake, "track", self.run_no, {})
+
+
+def run_pairs(up: FakeUpstream, cfg: PairsConfig | None = None) -> dict[str, Any]:
+    from echo.config import LakeConfig
+    from echo.jobs.pairs import execute
+
+    lake_cfg = LakeConfig(lake=up.lake.root, lake_backend="delta-rs", buckets=BUCKETS)
+    return execute(
+        up.spark, up.lake, lake_cfg, cfg or PairsConfig(), progress=Progress("pairs", quiet=True)
+    )
+
+
+def gold_rows(
+    up: FakeUpstream, drop: tuple[str, ...] = ("source_version",)
+) -> list[tuple[Any, ...]]:
+    from echo.lake.tables import REFINEMENT_PAIRS
+
+    cols = [c for c in REFINEMENT_PAIRS.columns if c not in drop]
+    return sorted(tuple(r) for r in up.lake.read(REFINEMENT_PAIRS).select(*cols).collect())

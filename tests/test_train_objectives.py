@@ -1,0 +1,128 @@
+"""Objectives move a tiny model the intended way (single process, no Ray)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import torch  # noqa: E402
+
+from echo.train.data import BatchPlan, EncodeSpec, IGNORE, collate_pref, collate_sft, local_examples, open_shards  # noqa: E402
+from echo.train.loop import bare_train  # noqa: E402
+from echo.train.model import ModelSpec, build_model, build_tokenizer, tokenizer_info  # noqa: E402
+from echo.train.objectives import preference_margin, sft_loss  # noqa: E402
+from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards  # noqa: E402
+from echo.train.trainer import _texts  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("shards")
+    write_synthetic_shards(root, n_train=32, n_val=4, n_test=4)
+    manifest, entries = open_shards(str(root), ("sft", "pref"), "train")
+    spec = ModelSpec("config", "tiny", dict(TINY_LLAMA))
+    tok = build_tokenizer(spec, lambda: _texts(str(root), entries, manifest.fim), manifest.fim)
+    enc = EncodeSpec(256, 64, tok.eos_token_id)
+    examples = {f: local_examples(str(root), entries[f], f, tok, enc) for f in ("sft", "pref")}
+    return {"root": root, "spec": spec, "tok": tok, "examples": examples, "info": tokenizer_info(tok)}
+
+
+def _model(setup: dict[str, Any]) -> Any:
+    return build_model(setup["spec"].to_dict(), setup["info"], seed=0)
+
+
+def _all_sft_loss(model: Any, setup: dict[str, Any]) -> float:
+    ex = setup["examples"]["sft"]
+    with torch.no_grad():
+        return float(sft_loss(model, collate_sft(ex, range(len(ex)), setup["info"]["pad_token_id"]))[0])
+
+
+def _all_margin(model: Any, ref: Any, setup: dict[str, Any]) -> float:
+    ex = setup["examples"]["pref"]
+    return preference_margin(model, ref, collate_pref(ex, range(len(ex)), setup["info"]["pad_token_id"]))
+
+
+def test_labels_cover_only_completion_and_end_token(setup: dict[str, Any]) -> None:
+    ex = setup["examples"]["sft"]
+    batch = collate_sft(ex, [0, 1, 2], setup["info"]["pad_token_id"])
+    for i in range(3):
+        labels = batch["labels"][i]
+        kept = labels[labels != IGNORE].tolist()
+        assert kept == ex.fields["completion_ids"][i].tolist()
+        assert kept[-1] == setup["tok"].eos_token_id
+        n_prompt = len(ex.fields["prompt_ids"][i])
+        assert (labels[:n_prompt] == IGNORE).all()
+
+
+def test_sft_lowers_train_loss_and_changes_parameters(setup: dict[str, Any]) -> None:
+    model = _model(setup)
+    before_params = [p.detach().clone() for p in model.parameters()]
+    before = _all_sft_loss(model, setup)
+    bare_train(model, "sft", {"sft": setup["examples"]["sft"]}, steps=12, micro_batch_size=8, lr=3e-3,
+               pad_id=setup["info"]["pad_token_id"])
+    after = _all_sft_loss(model, setup)
+    assert after < before - 0.5
+    changed = sum(not torch.equal(a, b) for a, b in zip(before_params, model.parameters(), strict=True))
+    assert changed == len(before_params)
+
+
+def test_dpo_raises_chosen_over_rejected_margin(setup: dict[str, Any]) -> None:
+    model = _model(setup)
+    ref = copy.deepcopy(model).eval()
+    assert abs(_all_margin(model, ref, setup)) < 1e-5
+    res = bare_train(model, "dpo", {"pref": setup["examples"]["pref"]}, steps=12, micro_batch_size=8, lr=3e-3,
+                     pad_id=setup["info"]["pad_token_id"], ref_model=ref)
+    assert _all_margin(model, ref, setup) > 1.0
+    assert res.losses[-1] < res.losses[0]
+
+
+def test_sft_plus_dpo_lowers_sft_loss_and_raises_margin(setup: dict[str, Any]) -> None:
+    model = _model(setup)
+    ref = copy.deepcopy(model).eval()
+    before = _all_sft_loss(model, setup)
+    bare_train(model, "sft+dpo", setup["examples"], steps=12, micro_batch_size=8, lr=3e-3,
+               pad_id=setup["info"]["pad_token_id"], ref_model=ref)
+    assert _all_sft_loss(model, setup) < before - 0.5
+    assert _all_margin(model, ref, setup) > 0.5
+
+
+def test_pair_weights_scale_each_pairs_share_of_the_loss(setup: dict[str, Any]) -> None:
+    model = _model(setup)
+    ex = setup["examples"]["sft"]
+    batch = collate_sft(ex, [0, 1], setup["info"]["pad_token_id"])
+    with torch.no_grad():
+        batch["weights"] = torch.tensor([1.0, 0.0])
+        only_first = float(sft_loss(model, batch)[0])
+        single = collate_sft(ex, [0], setup["info"]["pad_token_id"])
+        single["weights"] = torch.tensor([1.0])
+        alone = float(sft_loss(model, single)[0])
+    assert only_first == pytest.approx(alone, rel=1e-4)
+
+
+def test_batch_plan_stream_resumes_at_its_cursor(setup: dict[str, Any]) -> None:
+    ex = setup["examples"]["sft"]
+    plan = BatchPlan(len(ex), 4, seed=3)
+    full = plan.stream(ex, 0)
+    first = [next(full) for _ in range(13)]  # crosses an epoch boundary (8 per epoch)
+    resumed = plan.stream(ex, 5)
+    assert [next(resumed) for _ in range(8)] == first[5:13]
+    assert sorted(i for b in first[:8] for i in b) == list(range(len(ex)))
+
+
+def test_shards_are_verified_before_reading(setup: dict[str, Any], tmp_path: Path) -> None:
+    from echo.shards.manifest import ManifestError
+
+    root = tmp_path / "s"
+    write_synthetic_shards(root, n_train=8, n_val=2, n_test=2)
+    target = next((root / "sft" / "train").glob("*.parquet"))
+    target.write_bytes(target.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(ManifestError, match="does not match its manifest hash"):
+        open_shards(str(root), ("sft",), "train")
