@@ -25,6 +25,7 @@ pytestmark = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    torch.set_num_threads(1)  # a tiny model on a shared 2-core box: threads only contend
     root = tmp_path_factory.mktemp("shards")
     write_synthetic_shards(root, n_train=32, n_val=4, n_test=4)
     manifest, entries = open_shards(str(root), ("sft", "pref"), "train")

@@ -1,0 +1,29 @@
+# Echo: the two commands of the README are `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned so pip takes the local CPU wheel instead of a CUDA build
+INSTALL := "torch==2.13.0" -e ".[all]"
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install $(INSTALL)
+	touch $@
+
+demo: setup
+	$(BIN)/echo-pipeline demo --out demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check echo jobs tests benchmarks
+	$(BIN)/mypy echo
+
+clean:
+	rm -rf demo .pytest_cache .mypy_cache .ruff_cache spark-warehouse

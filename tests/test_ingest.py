@@ -1,0 +1,159 @@
+"""Ingest on Spark with real Delta tables: duplicates, conflicts, ordering, formats, counts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from tests.helpers import Ev, read_table, run_stages, write_jsonl
+
+BAD = b'{"event_id": "bad-1", "event_type": "shown"'  # truncated JSON
+
+
+@pytest.fixture(scope="module")
+def batches(spark, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ingest")
+    ev = Ev()
+    e1 = ev.shown("s1", "print(1)")
+    e2 = ev.edit(0, 0, "x")
+    e6 = ev.edit(1, 0, "A")
+    e6_other = dict(e6, insert_text="B")
+    e2_conflict = dict(e2, insert_text="CONFLICT")
+    a = write_jsonl(d / "b1" / "a.jsonl", [
+        e1,
+        json.dumps(dict(reversed(list(e1.items()))), indent=None),  # same content, other key order
+        "",
+        "   ",
+        e2,
+        e2_conflict,
+        BAD,
+        BAD,
+        e6,
+    ])  # fmt: skip
+    b = d / "b1" / "b.jsonl.gz"
+    e3 = ev.edit(2, 0, "y")
+    with gzip.open(b, "wb") as fh:
+        fh.write((json.dumps(e3) + "\n" + json.dumps(e6_other) + "\n").encode())
+    e2_conflict2 = dict(e2, insert_text="ANOTHER")
+    e7 = ev.edit(3, 0, "z")
+    c = write_jsonl(d / "b2" / "c.jsonl", [e1, e2_conflict, e2_conflict2, BAD, e7])
+    e8 = ev.edit(4, 0, "w")
+    rows = [e8, dict(ev.edit(5, 0, "v"), offset="5")]
+    keys = sorted({k for r in rows for k in r})
+    table = pa.table({k: [str(r.get(k)) if k == "offset" and r is rows[1] else r.get(k) for r in rows] for k in keys if k != "offset"})
+    table = table.append_column("offset", pa.array(["4", "5"]))  # a string offset: wrong_type in Parquet
+    table = table.set_column(table.schema.get_field_index("offset"), "offset", pa.array([4, None], pa.int64()))
+    p = d / "b3" / "d.parquet"
+    p.parent.mkdir()
+    pq.write_table(table, p)
+    lake = str(d / "lake")
+    run_stages([a, b], lake, stages=("ingest",))
+    run_stages([c], lake, stages=("ingest",))
+    run_stages([p], lake, stages=("ingest",))
+    return {"lake": lake, "e1": e1, "e2": e2, "e6": e6, "e7": e7, "e8": e8, "a": str(a), "b": str(b), "c": str(c)}
+
+
+def runs(lake):
+    return read_table(lake, "bronze/ingest_runs").sort_values("run_no").reset_index(drop=True)
+
+
+def test_identical_duplicate_in_same_file_is_kept_once(batches):
+    ev = read_table(batches["lake"], "bronze/events")
+    assert (ev.event_id == batches["e1"]["event_id"]).sum() == 1
+
+
+def test_conflicting_duplicate_keeps_the_first_line(batches):
+    ev = read_table(batches["lake"], "bronze/events").set_index("event_id")
+    assert ev.loc[batches["e2"]["event_id"], "insert_text"] == "x"
+
+
+def test_conflicting_duplicate_first_is_the_earlier_path_on_the_command_line(batches):
+    ev = read_table(batches["lake"], "bronze/events").set_index("event_id")
+    assert ev.loc[batches["e6"]["event_id"], "insert_text"] == "A"
+    q = read_table(batches["lake"], "bronze/quarantine")
+    conflict_b = q[(q.event_id == batches["e6"]["event_id"])]
+    assert list(conflict_b.reason) == ["conflicting_duplicate"]
+    assert list(conflict_b.source) == [batches["b"]]
+
+
+def test_identical_duplicate_in_a_later_batch_is_a_duplicate(batches):
+    r = runs(batches["lake"])
+    assert r.loc[1, "duplicates"] >= 1
+    ev = read_table(batches["lake"], "bronze/events")
+    assert (ev.event_id == batches["e1"]["event_id"]).sum() == 1
+
+
+def test_conflicting_duplicate_in_a_later_batch_is_quarantined(batches):
+    q = read_table(batches["lake"], "bronze/quarantine")
+    texts = sorted(json.loads(r)["insert_text"] for r in q[q.event_id == batches["e2"]["event_id"]].raw)
+    assert texts == ["ANOTHER", "CONFLICT"]  # CONFLICT once, though it came in two batches
+
+
+def test_already_quarantined_record_counts_as_duplicate(batches):
+    q = read_table(batches["lake"], "bronze/quarantine")
+    assert (q.reason == "invalid_json").sum() == 1  # BAD came twice in batch 1 and once in batch 2
+    r = runs(batches["lake"])
+    assert r.loc[1, "quarantined"] == 1  # batch 2: only ANOTHER is new
+
+
+def test_blank_lines_are_not_records(batches):
+    assert runs(batches["lake"]).loc[0, "records_read"] == 9  # 9 lines in a, 2 of them blank, + 2 in b.gz
+
+
+def test_counts_add_up_for_every_run(batches):
+    r = runs(batches["lake"])
+    assert ((r.kept + r.duplicates + r.quarantined) == r.records_read).all()
+    reasons = [sum(json.loads(x).values()) for x in r.quarantined_by_reason]
+    assert reasons == list(r.quarantined)
+
+
+def test_gzip_input_is_read(batches):
+    ev = read_table(batches["lake"], "bronze/events")
+    assert set(ev[ev.source == batches["b"]].insert_text) == {"y"}
+
+
+def test_parquet_input_is_read_and_validated(batches):
+    ev = read_table(batches["lake"], "bronze/events")
+    assert batches["e8"]["event_id"] in set(ev.event_id)
+    q = read_table(batches["lake"], "bronze/quarantine")
+    pq_rows = q[q.source.str.endswith("d.parquet")]
+    assert list(pq_rows.reason) == ["missing_field"]  # the null offset counts as absent
+
+
+def test_quarantine_keeps_raw_bytes_and_line(batches):
+    q = read_table(batches["lake"], "bronze/quarantine")
+    bad = q[q.reason == "invalid_json"].iloc[0]
+    assert bytes(bad.raw_bytes) == BAD
+    assert bad.source == batches["a"] and bad.line_no == 7
+
+
+def test_bronze_events_partitioned_by_event_date(batches):
+    dt = DeltaTable(f"{batches['lake']}/bronze/events")
+    assert dt.metadata().partition_columns == ["event_date"]
+
+
+def test_missing_input_is_a_one_line_error(tmp_path, capsys):
+    from echo.cli import main
+
+    rc = main(["ingest", "--events", str(tmp_path / "nope.jsonl"), "--lake", str(tmp_path / "lake")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and "input not found" in err
+    assert not (tmp_path / "lake").exists()
+
+
+def test_lake_that_is_not_an_echo_lake_is_refused(tmp_path, capsys, spark):
+    from echo.cli import main
+
+    (tmp_path / "notalake").mkdir()
+    (tmp_path / "notalake" / "data.csv").write_text("a,b\n")
+    events = write_jsonl(tmp_path / "e.jsonl", [Ev().edit(0, 0, "a")])
+    rc = main(["ingest", "--events", str(events), "--lake", str(tmp_path / "notalake"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "not an Echo lake" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "notalake").iterdir()) == ["data.csv"]

@@ -1,0 +1,129 @@
+"""End to end through Ray Train + DeepSpeed (2 CPU workers, gloo, ZeRO-2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray.train")
+pytest.importorskip("deepspeed")
+
+import ray  # noqa: E402
+
+from echo.cli import main as echo_main  # noqa: E402
+from echo.train import TrainConfig, evaluate, train  # noqa: E402
+from echo.train.metrics import read_metrics  # noqa: E402
+from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards  # noqa: E402
+
+pytestmark = pytest.mark.train
+STEPS, STOP = 4, 2
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("train")
+    write_synthetic_shards(root / "shards", n_train=32, n_val=6, n_test=4)
+    (root / "tiny.json").write_text(json.dumps(TINY_LLAMA), encoding="utf-8")
+    return {"root": root, "shards": str(root / "shards"), "model": str(root / "tiny.json")}
+
+
+def _config(base: dict[str, Any], out: str, **kw: Any) -> TrainConfig:
+    values: dict[str, Any] = dict(
+        shards=base["shards"], model=base["model"], out=out, objective="sft+dpo", num_workers=2,
+        zero_stage=2, max_steps=STEPS, micro_batch_size=4, lr=3e-3, warmup_steps=1, seed=1,
+    )
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def full_run(ray_cluster: None, base: dict[str, Any]) -> dict[str, Any]:
+    """The uninterrupted run, through the CLI (in process: the module's Ray is reused)."""
+    out = base["root"] / "full"
+    rc = echo_main([
+        "train", "--shards", base["shards"], "--model", base["model"], "--out", str(out),
+        "--objective", "sft+dpo", "--num-workers", "2", "--zero-stage", "2", "--max-steps", str(STEPS),
+        "--micro-batch-size", "4", "--lr", "3e-3", "--warmup-steps", "1", "--seed", "1",
+    ])
+    assert rc == 0
+    return {"out": out, "summary": json.loads((out / "train_result.json").read_text())}
+
+
+def test_cli_run_writes_per_step_metrics(full_run: dict[str, Any]) -> None:
+    rows = read_metrics(full_run["out"] / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    for r in rows:
+        assert r["loss"] > 0 and r["tokens_per_s"] > 0 and r["lr"] > 0
+        assert r["mfu"] is None  # CPU: no known peak
+    assert rows[-1]["dpo_margin"] > rows[0]["dpo_margin"]
+    assert rows[-1]["sft_loss"] < rows[0]["sft_loss"]
+
+
+def test_checkpoint_holds_state_meta_and_ds_config(full_run: dict[str, Any]) -> None:
+    ckpt = Path(full_run["summary"]["checkpoint_path"])
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["step"] == STEPS and meta["finished"] is True
+    assert meta["config"]["zero_stage"] == 2 and meta["config"]["objective"] == "sft+dpo"
+    assert meta["manifest_sha256"] == full_run["summary"]["manifest_sha256"]
+    assert meta["data_cursor"]["micro_batches"] == STEPS
+    ds = json.loads((ckpt / "ds_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 2 and ds["train_batch_size"] == 8
+    state = {p.name for p in (ckpt / "state").iterdir()}
+    assert "mp_rank_00_model_states.pt" in state
+    assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= state
+
+
+def test_saved_model_loads_in_plain_transformers_and_generates(full_run: dict[str, Any]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = full_run["out"] / "model"
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = tok("<fim_prefix>def f(a, b):\n    <fim_suffix>\n<fim_middle>", return_tensors="pt", add_special_tokens=False)
+    assert ids["input_ids"].shape[1] > 3
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+    assert tok.convert_tokens_to_ids("<fim_middle>") != tok.unk_token_id
+
+
+def test_resume_continues_with_the_same_losses(ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any]) -> None:
+    out = str(base["root"] / "resumed")
+    first = train(_config(base, out, run_name="interrupted", stop_after_steps=STOP))
+    assert first.steps == STOP and not first.finished
+    second = train(_config(base, out, run_name="interrupted"))  # same name + storage: resumes
+    assert second.steps == STEPS and second.finished
+    full = read_metrics(full_run["out"] / "metrics.jsonl")
+    resumed = second.metrics
+    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
+    for a, b in zip(full, resumed, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-6)
+    meta = json.loads((Path(second.checkpoint_path) / "meta.json").read_text())
+    assert meta["data_cursor"]["micro_batches"] == STEPS
+
+
+def test_evaluate_compares_model_with_logged_proposals(full_run: dict[str, Any], base: dict[str, Any]) -> None:
+    report = evaluate(str(full_run["out"] / "model"), base["shards"], "val", max_new_tokens=12)
+    assert report["pairs"] == 6
+    for side in ("model_metrics", "proposal_metrics"):
+        assert set(report[side]) == {"exact_match", "edit_similarity", "kept_share"}
+        assert 0.0 <= report[side]["edit_similarity"] <= 1.0
+    # the synthetic proposals differ from the final text by one operator: similar, never equal
+    assert report["proposal_metrics"]["exact_match"] == 0.0
+    assert report["proposal_metrics"]["kept_share"] == 1.0
+    assert report["delta"]["edit_similarity"] == pytest.approx(
+        report["model_metrics"]["edit_similarity"] - report["proposal_metrics"]["edit_similarity"]
+    )
