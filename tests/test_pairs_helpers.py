@@ -83,7 +83,7 @@ class FakeUpstream:
             day = datetime.datetime.fromtimestamp(
                 r["shown_ts_ms"] / 1000, datetime.timezone.utc
             ).date()
-            ev = {f.name: None for f in EVENTS.schema.fields}
+            ev: dict[str, Any] = {f.name: None for f in EVENTS.schema.fields}
             ev.update(
                 event_id=f"e-{r['suggestion_id']}-{self.run_no}", event_type="shown", ts_ms=r["shown_ts_ms"],
                 user_id=r["user_id"], doc_id=r["doc_id"], doc_version=0, suggestion_id=r["suggestion_id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_replaying_changes_reproduces_documents(clean_run: tuple[Any, list[dict[
         views = sorted(evs, key=lambda e: (e["doc_version"], e["event_type"] not in ("edit", "accepted")))
         for e in views:
             if e["event_type"] == "edit":
-                assert 0 <= e["offset"] and e["offset"] + e["delete_len"] <= len(text)
+                assert e["offset"] >= 0 and e["offset"] + e["delete_len"] <= len(text)
                 text = text[: e["offset"]] + e["insert_text"] + text[e["offset"] + e["delete_len"] :]
             elif e["event_type"] == "accepted":
                 assert 0 <= e["offset"] <= len(text)
@@ -123,7 +124,7 @@ def test_partial_accepts_continue_at_end_of_accepted_text(clean_run: tuple[Any, 
     multi = [sorted(v, key=lambda e: e["doc_version"]) for v in acc.values() if len(v) > 1]
     assert multi
     for chain in multi:
-        for prev, nxt in zip(chain, chain[1:], strict=False):
+        for prev, nxt in itertools.pairwise(chain):
             assert nxt["offset"] == prev["offset"] + len(prev["accepted_text"])
             assert nxt["doc_version"] == prev["doc_version"] + 1
 

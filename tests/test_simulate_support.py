@@ -44,7 +44,7 @@ def make_corpus(root: Path) -> Path:
     rs = ["use std::collections::HashMap;", ""]
     for i in range(40):
         go += [f"func helper{i}(x int) (int, error) {{", f"    if x < {i} {{",
-               f'        return 0, fmt.Errorf("too small: %d", x)', "    }", f"    return x * {i + 1}, nil", "}", ""]
+               '        return 0, fmt.Errorf("too small: %d", x)', "    }", f"    return x * {i + 1}, nil", "}", ""]
         rs += [f"pub fn helper_{i}(map: &HashMap<String, i64>) -> i64 {{",
                f'    let v = map.get("k{i}").copied().unwrap_or(0);', f"    v * {i + 2} // «ünïcode» ✓", "}", ""]
     (root / "sub").mkdir(exist_ok=True)

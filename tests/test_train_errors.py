@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from echo.errors import EchoError  # noqa: E402
-from echo.shards.manifest import ManifestError  # noqa: E402
-from echo.train import TrainConfig, train  # noqa: E402
-from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards  # noqa: E402
+from echo.errors import EchoError
+from echo.shards.manifest import ManifestError
+from echo.train import TrainConfig, train
+from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards
 
 pytestmark = pytest.mark.train
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +47,17 @@ def test_manifest_hash_mismatch_is_refused(shards: Path, tiny: Path, tmp_path: P
 
 
 def test_missing_model_path_is_an_echo_error(shards: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(shards=str(shards), model=str(tmp_path / "no-such-model"), out=str(tmp_path / "o"))
+    cfg = TrainConfig(
+        shards=str(shards), model=str(tmp_path / "no-such-model"), out=str(tmp_path / "o")
+    )
     with pytest.raises(EchoError, match="model not found"):
         train(cfg)
 
 
 def test_uncached_hub_id_is_refused_without_download(shards: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(shards=str(shards), model="echo-test/definitely-not-cached", out=str(tmp_path / "o"))
+    cfg = TrainConfig(
+        shards=str(shards), model="echo-test/definitely-not-cached", out=str(tmp_path / "o")
+    )
     with pytest.raises(EchoError, match="hub id in the local cache"):
         train(cfg)
 
@@ -68,26 +72,43 @@ def test_model_config_without_model_type_is_refused(shards: Path, tmp_path: Path
 
 def test_directory_without_manifest_is_refused(tiny: Path, tmp_path: Path) -> None:
     cfg = TrainConfig(shards=str(tmp_path), model=str(tiny), out=str(tmp_path / "o"))
-    with pytest.raises(ManifestError, match="no manifest.json"):
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
         train(cfg)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "echo", "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "echo", "train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_cli_bad_model_exits_nonzero_with_one_line(shards: Path, tmp_path: Path) -> None:
-    proc = _cli("--shards", str(shards), "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    proc = _cli(
+        "--shards", str(shards), "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "model not found" in lines[0]
 
 
-def test_cli_tampered_shards_exit_nonzero_with_one_line(shards: Path, tiny: Path, tmp_path: Path) -> None:
+def test_cli_tampered_shards_exit_nonzero_with_one_line(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
     _tamper(shards)
-    proc = _cli("--shards", str(shards), "--model", str(tiny), "--out", str(tmp_path / "o"), "--objective", "sft+dpo")
+    proc = _cli(
+        "--shards",
+        str(shards),
+        "--model",
+        str(tiny),
+        "--out",
+        str(tmp_path / "o"),
+        "--objective",
+        "sft+dpo",
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not match its manifest hash" in lines[0]

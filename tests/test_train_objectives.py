@@ -11,14 +11,22 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import torch  # noqa: E402
+import torch
 
-from echo.train.data import BatchPlan, EncodeSpec, IGNORE, collate_pref, collate_sft, local_examples, open_shards  # noqa: E402
-from echo.train.loop import bare_train  # noqa: E402
-from echo.train.model import ModelSpec, build_model, build_tokenizer, tokenizer_info  # noqa: E402
-from echo.train.objectives import preference_margin, sft_loss  # noqa: E402
-from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards  # noqa: E402
-from echo.train.trainer import _texts  # noqa: E402
+from echo.train.data import (
+    IGNORE,
+    BatchPlan,
+    EncodeSpec,
+    collate_pref,
+    collate_sft,
+    local_examples,
+    open_shards,
+)
+from echo.train.loop import bare_train
+from echo.train.model import ModelSpec, build_model, build_tokenizer, tokenizer_info
+from echo.train.objectives import preference_margin, sft_loss
+from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards
+from echo.train.trainer import _texts
 
 pytestmark = pytest.mark.train
 
@@ -33,7 +41,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tok = build_tokenizer(spec, lambda: _texts(str(root), entries, manifest.fim), manifest.fim)
     enc = EncodeSpec(256, 64, tok.eos_token_id)
     examples = {f: local_examples(str(root), entries[f], f, tok, enc) for f in ("sft", "pref")}
-    return {"root": root, "spec": spec, "tok": tok, "examples": examples, "info": tokenizer_info(tok)}
+    return {
+        "root": root,
+        "spec": spec,
+        "tok": tok,
+        "examples": examples,
+        "info": tokenizer_info(tok),
+    }
 
 
 def _model(setup: dict[str, Any]) -> Any:
@@ -43,12 +57,16 @@ def _model(setup: dict[str, Any]) -> Any:
 def _all_sft_loss(model: Any, setup: dict[str, Any]) -> float:
     ex = setup["examples"]["sft"]
     with torch.no_grad():
-        return float(sft_loss(model, collate_sft(ex, range(len(ex)), setup["info"]["pad_token_id"]))[0])
+        return float(
+            sft_loss(model, collate_sft(ex, range(len(ex)), setup["info"]["pad_token_id"]))[0]
+        )
 
 
 def _all_margin(model: Any, ref: Any, setup: dict[str, Any]) -> float:
     ex = setup["examples"]["pref"]
-    return preference_margin(model, ref, collate_pref(ex, range(len(ex)), setup["info"]["pad_token_id"]))
+    return preference_margin(
+        model, ref, collate_pref(ex, range(len(ex)), setup["info"]["pad_token_id"])
+    )
 
 
 def test_labels_cover_only_completion_and_end_token(setup: dict[str, Any]) -> None:
@@ -67,11 +85,20 @@ def test_sft_lowers_train_loss_and_changes_parameters(setup: dict[str, Any]) -> 
     model = _model(setup)
     before_params = [p.detach().clone() for p in model.parameters()]
     before = _all_sft_loss(model, setup)
-    bare_train(model, "sft", {"sft": setup["examples"]["sft"]}, steps=12, micro_batch_size=8, lr=3e-3,
-               pad_id=setup["info"]["pad_token_id"])
+    bare_train(
+        model,
+        "sft",
+        {"sft": setup["examples"]["sft"]},
+        steps=12,
+        micro_batch_size=8,
+        lr=3e-3,
+        pad_id=setup["info"]["pad_token_id"],
+    )
     after = _all_sft_loss(model, setup)
     assert after < before - 0.5
-    changed = sum(not torch.equal(a, b) for a, b in zip(before_params, model.parameters(), strict=True))
+    changed = sum(
+        not torch.equal(a, b) for a, b in zip(before_params, model.parameters(), strict=True)
+    )
     assert changed == len(before_params)
 
 
@@ -79,8 +106,16 @@ def test_dpo_raises_chosen_over_rejected_margin(setup: dict[str, Any]) -> None:
     model = _model(setup)
     ref = copy.deepcopy(model).eval()
     assert abs(_all_margin(model, ref, setup)) < 1e-5
-    res = bare_train(model, "dpo", {"pref": setup["examples"]["pref"]}, steps=12, micro_batch_size=8, lr=3e-3,
-                     pad_id=setup["info"]["pad_token_id"], ref_model=ref)
+    res = bare_train(
+        model,
+        "dpo",
+        {"pref": setup["examples"]["pref"]},
+        steps=12,
+        micro_batch_size=8,
+        lr=3e-3,
+        pad_id=setup["info"]["pad_token_id"],
+        ref_model=ref,
+    )
     assert _all_margin(model, ref, setup) > 1.0
     assert res.losses[-1] < res.losses[0]
 
@@ -89,8 +124,16 @@ def test_sft_plus_dpo_lowers_sft_loss_and_raises_margin(setup: dict[str, Any]) -
     model = _model(setup)
     ref = copy.deepcopy(model).eval()
     before = _all_sft_loss(model, setup)
-    bare_train(model, "sft+dpo", setup["examples"], steps=12, micro_batch_size=8, lr=3e-3,
-               pad_id=setup["info"]["pad_token_id"], ref_model=ref)
+    bare_train(
+        model,
+        "sft+dpo",
+        setup["examples"],
+        steps=12,
+        micro_batch_size=8,
+        lr=3e-3,
+        pad_id=setup["info"]["pad_token_id"],
+        ref_model=ref,
+    )
     assert _all_sft_loss(model, setup) < before - 0.5
     assert _all_margin(model, ref, setup) > 0.5
 

@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("ray.train")
 pytest.importorskip("deepspeed")
 
-import ray  # noqa: E402
+import ray
 
-from echo.cli import main as echo_main  # noqa: E402
-from echo.train import TrainConfig, evaluate, train  # noqa: E402
-from echo.train.metrics import read_metrics  # noqa: E402
-from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards  # noqa: E402
+from echo.cli import main as echo_main
+from echo.train import TrainConfig, evaluate, train
+from echo.train.metrics import read_metrics
+from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards
 
 pytestmark = pytest.mark.train
 STEPS, STOP = 4, 2
@@ -25,7 +25,9 @@ STEPS, STOP = 4, 2
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+    ray.init(
+        num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}}
+    )
     yield
     ray.shutdown()
 
@@ -40,8 +42,17 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _config(base: dict[str, Any], out: str, **kw: Any) -> TrainConfig:
     values: dict[str, Any] = dict(
-        shards=base["shards"], model=base["model"], out=out, objective="sft+dpo", num_workers=2,
-        zero_stage=2, max_steps=STEPS, micro_batch_size=4, lr=3e-3, warmup_steps=1, seed=1,
+        shards=base["shards"],
+        model=base["model"],
+        out=out,
+        objective="sft+dpo",
+        num_workers=2,
+        zero_stage=2,
+        max_steps=STEPS,
+        micro_batch_size=4,
+        lr=3e-3,
+        warmup_steps=1,
+        seed=1,
     )
     values.update(kw)
     return TrainConfig(**values)
@@ -51,11 +62,33 @@ def _config(base: dict[str, Any], out: str, **kw: Any) -> TrainConfig:
 def full_run(ray_cluster: None, base: dict[str, Any]) -> dict[str, Any]:
     """The uninterrupted run, through the CLI (in process: the module's Ray is reused)."""
     out = base["root"] / "full"
-    rc = echo_main([
-        "train", "--shards", base["shards"], "--model", base["model"], "--out", str(out),
-        "--objective", "sft+dpo", "--num-workers", "2", "--zero-stage", "2", "--max-steps", str(STEPS),
-        "--micro-batch-size", "4", "--lr", "3e-3", "--warmup-steps", "1", "--seed", "1",
-    ])
+    rc = echo_main(
+        [
+            "train",
+            "--shards",
+            base["shards"],
+            "--model",
+            base["model"],
+            "--out",
+            str(out),
+            "--objective",
+            "sft+dpo",
+            "--num-workers",
+            "2",
+            "--zero-stage",
+            "2",
+            "--max-steps",
+            str(STEPS),
+            "--micro-batch-size",
+            "4",
+            "--lr",
+            "3e-3",
+            "--warmup-steps",
+            "1",
+            "--seed",
+            "1",
+        ]
+    )
     assert rc == 0
     return {"out": out, "summary": json.loads((out / "train_result.json").read_text())}
 
@@ -81,7 +114,10 @@ def test_checkpoint_holds_state_meta_and_ds_config(full_run: dict[str, Any]) -> 
     assert ds["zero_optimization"]["stage"] == 2 and ds["train_batch_size"] == 8
     state = {p.name for p in (ckpt / "state").iterdir()}
     assert "mp_rank_00_model_states.pt" in state
-    assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= state
+    assert {
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    } <= state
 
 
 def test_saved_model_loads_in_plain_transformers_and_generates(full_run: dict[str, Any]) -> None:
@@ -90,16 +126,24 @@ def test_saved_model_loads_in_plain_transformers_and_generates(full_run: dict[st
 
     path = full_run["out"] / "model"
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    ids = tok("<fim_prefix>def f(a, b):\n    <fim_suffix>\n<fim_middle>", return_tensors="pt", add_special_tokens=False)
+    model: Any = AutoModelForCausalLM.from_pretrained(path)
+    ids = tok(
+        "<fim_prefix>def f(a, b):\n    <fim_suffix>\n<fim_middle>",
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
     assert ids["input_ids"].shape[1] > 3
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+        out = model.generate(
+            **ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id
+        )
     assert out.shape[1] > ids["input_ids"].shape[1]
     assert tok.convert_tokens_to_ids("<fim_middle>") != tok.unk_token_id
 
 
-def test_resume_continues_with_the_same_losses(ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any]) -> None:
+def test_resume_continues_with_the_same_losses(
+    ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any]
+) -> None:
     out = str(base["root"] / "resumed")
     first = train(_config(base, out, run_name="interrupted", stop_after_steps=STOP))
     assert first.steps == STOP and not first.finished
@@ -115,7 +159,9 @@ def test_resume_continues_with_the_same_losses(ray_cluster: None, base: dict[str
     assert meta["data_cursor"]["micro_batches"] == STEPS
 
 
-def test_evaluate_compares_model_with_logged_proposals(full_run: dict[str, Any], base: dict[str, Any]) -> None:
+def test_evaluate_compares_model_with_logged_proposals(
+    full_run: dict[str, Any], base: dict[str, Any]
+) -> None:
     report = evaluate(str(full_run["out"] / "model"), base["shards"], "val", max_new_tokens=12)
     assert report["pairs"] == 6
     for side in ("model_metrics", "proposal_metrics"):

@@ -55,7 +55,7 @@ class SimConfig:
     sessions_per_day: float = setting(
         2.0, "mean number of sessions a user works per day (at least 1)"
     )
-    session_minutes: float = setting(25.0, "mean active minutes of one session")
+    session_minutes: float = setting(20.0, "mean active minutes of one session")
     typing_cps: float = setting(
         4.0, "mean typing speed in characters per second (users vary around it)"
     )

@@ -37,8 +37,12 @@ def save_state(engine: Any, directory: Path, rank: int) -> None:
 
 
 def write_meta(directory: Path, meta: dict[str, Any], ds_config: dict[str, Any]) -> None:
-    (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    (directory / "ds_config.json").write_text(json.dumps(ds_config, indent=2, sort_keys=True), encoding="utf-8")
+    (directory / META).write_text(
+        json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8"
+    )
+    (directory / "ds_config.json").write_text(
+        json.dumps(ds_config, indent=2, sort_keys=True), encoding="utf-8"
+    )
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -49,7 +53,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_state(engine: Any, directory: str | Path, rank: int, manifest_sha256: str) -> dict[str, Any]:
+def load_state(
+    engine: Any, directory: str | Path, rank: int, manifest_sha256: str
+) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG; refuse a checkpoint of other data."""
     import torch
 
@@ -59,7 +65,9 @@ def load_state(engine: Any, directory: str | Path, rank: int, manifest_sha256: s
             f"checkpoint {directory} was trained on other shards (manifest "
             f"{str(meta.get('manifest_sha256'))[:12]} != {manifest_sha256[:12]})"
         )
-    load_path, _ = engine.load_checkpoint(str(directory), tag=TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+    load_path, _ = engine.load_checkpoint(
+        str(directory), tag=TAG, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if load_path is None:
         raise CheckpointError(f"checkpoint {directory} has no DeepSpeed state")
     rng = Path(directory) / "rng" / f"rank-{rank}.pt"

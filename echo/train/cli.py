@@ -16,8 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # a bare --use-gpu means true (the generic flag wants a value)
     p.add_argument(
-        "--use-gpu", dest="use_gpu", nargs="?", const=True, type=_parse_bool,
-        default=argparse.SUPPRESS, help="one GPU per worker (NCCL); bare flag = true",
+        "--use-gpu",
+        dest="use_gpu",
+        nargs="?",
+        const=True,
+        type=_parse_bool,
+        default=argparse.SUPPRESS,
+        help="one GPU per worker (NCCL); bare flag = true",
     )
     add_config_args(p, TrainConfig)
     return p

@@ -20,14 +20,18 @@ OBJECTIVES = ("sft", "dpo", "sft+dpo")
 class TrainConfig:
     """A fine-tuning run: data, model, scale, optimization, checkpoints, metrics."""
 
-    shards: str = setting("", "shards directory (with manifest.json) written by the 'shards' command")
+    shards: str = setting(
+        "", "shards directory (with manifest.json) written by the 'shards' command"
+    )
     model: str = setting(
         "",
         "base model: a local Hugging Face model directory, a hub id already in the local "
         "cache (never downloaded), or a JSON/YAML model config file (a small model is "
         "built from it with a BPE tokenizer trained on the shards)",
     )
-    out: str = setting("", "output directory: model/ (final, HF format), metrics.jsonl, train_result.json")
+    out: str = setting(
+        "", "output directory: model/ (final, HF format), metrics.jsonl, train_result.json"
+    )
     objective: str = setting(
         "sft",
         "sft: weighted next-token loss on the final text; dpo: final text (chosen) over the "
@@ -40,14 +44,18 @@ class TrainConfig:
         0.5, "CPUs reserved per worker; fractional on small machines so Ray Data keeps a core"
     )
     gpus_per_worker: float = setting(1.0, "GPUs per worker when --use-gpu")
-    zero_stage: int = setting(2, "DeepSpeed ZeRO stage (0 = plain data parallel)", choices=(0, 1, 2, 3))
+    zero_stage: int = setting(
+        2, "DeepSpeed ZeRO stage (0 = plain data parallel)", choices=(0, 1, 2, 3)
+    )
     precision: str = setting(
         "auto",
         "auto: bf16 on GPUs that have it, else fp16 on GPU, fp32 on CPU",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
     epochs: int = setting(1, "passes over the training split (when --max-steps is 0)")
-    max_steps: int = setting(0, "optimizer steps in the run (0: epochs x steps per epoch); sets the LR schedule")
+    max_steps: int = setting(
+        0, "optimizer steps in the run (0: epochs x steps per epoch); sets the LR schedule"
+    )
     stop_after_steps: int = setting(
         0,
         "stop (with a checkpoint) after this many steps without changing the schedule of "
@@ -75,9 +83,12 @@ class TrainConfig:
         "run's latest checkpoint",
     )
     storage_path: str = setting(
-        "", "Ray Train storage for checkpoints: a local/shared path or s3://, gs:// (default OUT/ray)"
+        "",
+        "Ray Train storage for checkpoints: a local/shared path or s3://, gs:// (default OUT/ray)",
     )
-    resume_from: str = setting("", "a checkpoint directory to start from when the run has none of its own")
+    resume_from: str = setting(
+        "", "a checkpoint directory to start from when the run has none of its own"
+    )
     checkpoint_every: int = setting(0, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = setting(2, "checkpoints kept in storage (the newest)")
     log_every: int = setting(1, "steps between progress lines (every step goes to metrics.jsonl)")
@@ -90,12 +101,20 @@ class TrainConfig:
         for name in ("shards", "model", "out"):
             if not getattr(self, name):
                 raise ConfigError(f"--{name} is required")
-        positive = ("num_workers", "micro_batch_size", "grad_accum", "max_seq_len", "max_completion_tokens")
+        positive = (
+            "num_workers",
+            "micro_batch_size",
+            "grad_accum",
+            "max_seq_len",
+            "max_completion_tokens",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be >= 1")
         if self.max_seq_len <= self.max_completion_tokens + 1:
-            raise ConfigError("max_seq_len must exceed max_completion_tokens + 1 (room for the prompt)")
+            raise ConfigError(
+                "max_seq_len must exceed max_completion_tokens + 1 (room for the prompt)"
+            )
         if self.epochs < 1 and self.max_steps < 1:
             raise ConfigError("set epochs >= 1 or max_steps >= 1")
         if self.lr <= 0 or self.dpo_beta <= 0:

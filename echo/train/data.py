@@ -43,7 +43,9 @@ def formats_for(objective: str) -> tuple[str, ...]:
     return {"sft": ("sft",), "dpo": ("pref",), "sft+dpo": ("sft", "pref")}[objective]
 
 
-def open_shards(root: str, fmts: Iterable[str], split: str) -> tuple[Manifest, dict[str, list[ShardEntry]]]:
+def open_shards(
+    root: str, fmts: Iterable[str], split: str
+) -> tuple[Manifest, dict[str, list[ShardEntry]]]:
     """Load the manifest and verify the shards of ``fmts`` x ``split`` (hash and size)."""
     if not Path(root).is_dir():
         raise ShardDataError(f"shards directory not found: {root}")
@@ -60,13 +62,18 @@ def shard_paths(root: str, entries: Sequence[ShardEntry]) -> list[str]:
     return [str(Path(root) / e.path) for e in entries]
 
 
-def read_table(root: str, entries: Sequence[ShardEntry], columns: Sequence[str] | None = None) -> Any:
+def read_table(
+    root: str, entries: Sequence[ShardEntry], columns: Sequence[str] | None = None
+) -> Any:
     """The rows of some shard files as one pyarrow Table (driver, evaluation, bare loop)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        tables = [pq.read_table(p, columns=list(columns) if columns else None) for p in shard_paths(root, entries)]
+        tables = [
+            pq.read_table(p, columns=list(columns) if columns else None)
+            for p in shard_paths(root, entries)
+        ]
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise ShardDataError(f"cannot read shards in {root}: {str(exc).splitlines()[0]}") from None
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -82,13 +89,17 @@ class EncodeSpec:
     eos_token_id: int
 
 
-def _fit(prompt: list[int], completions: Sequence[list[int]], spec: EncodeSpec) -> tuple[list[int], list[list[int]]]:
-    comps = [c[: spec.max_completion_tokens] + [spec.eos_token_id] for c in completions]
+def _fit(
+    prompt: list[int], completions: Sequence[list[int]], spec: EncodeSpec
+) -> tuple[list[int], list[list[int]]]:
+    comps = [[*c[: spec.max_completion_tokens], spec.eos_token_id] for c in completions]
     budget = spec.max_seq_len - max(len(c) for c in comps)
     return (prompt[-budget:] if budget > 0 else []), comps
 
 
-def encode_rows(tokenizer: Any, fmt: str, rows: dict[str, list[Any]], spec: EncodeSpec) -> dict[str, list[Any]]:
+def encode_rows(
+    tokenizer: Any, fmt: str, rows: dict[str, list[Any]], spec: EncodeSpec
+) -> dict[str, list[Any]]:
     """Tokenize a batch of shard rows (column -> values); the same code serves Ray Data,
     the bare loop and the tests."""
     from echo.train.tokenizer import encode
@@ -128,8 +139,8 @@ def deterministic_split_config() -> Any:
     """
     from ray.train import DataConfig
 
-    class DeterministicSplit(DataConfig):  # type: ignore[misc]
-        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # type: ignore[no-untyped-def]
+    class DeterministicSplit(DataConfig):
+        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
             output: list[dict[str, Any]] = [{} for _ in range(world_size)]
             for name, ds in datasets.items():
                 ds = ds.copy(ds)
@@ -160,7 +171,10 @@ class Examples:
     def lengths(self) -> np.ndarray:
         names = [n for n in self.fields if n != "prompt_ids"]
         return np.array(
-            [len(self.fields["prompt_ids"][i]) + max(len(self.fields[n][i]) for n in names) for i in range(len(self))]
+            [
+                len(self.fields["prompt_ids"][i]) + max(len(self.fields[n][i]) for n in names)
+                for i in range(len(self))
+            ]
         )
 
 
@@ -214,7 +228,10 @@ class BatchPlan:
         batches: list[list[int]] = []
         for start in range(0, len(order), window):
             chunk = sorted(order[start : start + window], key=lambda i: -int(lengths[i]))
-            batches += [chunk[j : j + self.micro_batch_size] for j in range(0, len(chunk), self.micro_batch_size)]
+            batches += [
+                chunk[j : j + self.micro_batch_size]
+                for j in range(0, len(chunk), self.micro_batch_size)
+            ]
         shuffle = _hash_order([str(i) for i in range(len(batches))], self.seed, epoch + 1_000_003)
         return [batches[i] for i in shuffle]
 
@@ -236,7 +253,9 @@ def _pad(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
     return out
 
 
-def _sequences(prompts: Sequence[np.ndarray], targets: Sequence[np.ndarray], pad_id: int) -> dict[str, Any]:
+def _sequences(
+    prompts: Sequence[np.ndarray], targets: Sequence[np.ndarray], pad_id: int
+) -> dict[str, Any]:
     import torch
 
     full = [np.concatenate([p, t]) for p, t in zip(prompts, targets, strict=True)]
@@ -256,7 +275,11 @@ def _sequences(prompts: Sequence[np.ndarray], targets: Sequence[np.ndarray], pad
 def collate_sft(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any]:
     import torch
 
-    batch = _sequences([ex.fields["prompt_ids"][i] for i in idx], [ex.fields["completion_ids"][i] for i in idx], pad_id)
+    batch = _sequences(
+        [ex.fields["prompt_ids"][i] for i in idx],
+        [ex.fields["completion_ids"][i] for i in idx],
+        pad_id,
+    )
     batch["weights"] = torch.tensor(ex.weights[list(idx)], dtype=torch.float32)
     return batch
 
@@ -266,13 +289,17 @@ def collate_pref(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any
     import torch
 
     prompts = [ex.fields["prompt_ids"][i] for i in idx]
-    targets = [ex.fields["chosen_ids"][i] for i in idx] + [ex.fields["rejected_ids"][i] for i in idx]
+    targets = [ex.fields["chosen_ids"][i] for i in idx] + [
+        ex.fields["rejected_ids"][i] for i in idx
+    ]
     batch = _sequences(prompts + prompts, targets, pad_id)
     batch["weights"] = torch.tensor(ex.weights[list(idx)], dtype=torch.float32)
     return batch
 
 
-def local_examples(root: str, entries: Sequence[ShardEntry], fmt: str, tokenizer: Any, spec: EncodeSpec) -> Examples:
+def local_examples(
+    root: str, entries: Sequence[ShardEntry], fmt: str, tokenizer: Any, spec: EncodeSpec
+) -> Examples:
     """All rows of some shards encoded in this process (bare loop, tests)."""
     columns = SFT_COLUMNS if fmt == "sft" else PREF_COLUMNS
     rows = read_table(root, entries, columns).to_pydict()

@@ -27,7 +27,12 @@ def scheduler_block(cfg: TrainConfig, steps: int) -> dict[str, Any]:
     if cfg.lr_schedule == "constant":
         return {
             "type": "WarmupLR",
-            "params": {"warmup_min_lr": start, "warmup_max_lr": cfg.lr, "warmup_num_steps": warm, "warmup_type": "linear"},
+            "params": {
+                "warmup_min_lr": start,
+                "warmup_max_lr": cfg.lr,
+                "warmup_num_steps": warm,
+                "warmup_type": "linear",
+            },
         }
     if cfg.lr_schedule == "linear":
         # WarmupDecayLR decays linearly to 0; min_lr_ratio is honoured by cosine only.
@@ -53,7 +58,9 @@ def scheduler_block(cfg: TrainConfig, steps: int) -> dict[str, Any]:
     }
 
 
-def build_ds_config(cfg: TrainConfig, *, world_size: int, steps: int, precision: str) -> dict[str, Any]:
+def build_ds_config(
+    cfg: TrainConfig, *, world_size: int, steps: int, precision: str
+) -> dict[str, Any]:
     """ZeRO stage, precision, batch sizes, accumulation, clipping, AdamW and LR schedule.
 
     The optimizer is torch's AdamW (``torch_adam``): the same code on CPU (no fused

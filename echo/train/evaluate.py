@@ -29,7 +29,9 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - Levenshtein.distance(a, b) / max(len(a), len(b), 1)
 
 
-def score(predictions: Sequence[str], targets: Sequence[str], threshold: float = KEEP_THRESHOLD) -> dict[str, float]:
+def score(
+    predictions: Sequence[str], targets: Sequence[str], threshold: float = KEEP_THRESHOLD
+) -> dict[str, float]:
     sims = [edit_similarity(p, t) for p, t in zip(predictions, targets, strict=True)]
     n = max(len(sims), 1)
     return {
@@ -44,7 +46,9 @@ def _load(model_dir: str) -> tuple[Any, Any]:
 
     p = Path(model_dir)
     if not (p / "config.json").is_file():
-        raise EchoError(f"model not found: {model_dir} (a directory saved by 'train', with config.json)")
+        raise EchoError(
+            f"model not found: {model_dir} (a directory saved by 'train', with config.json)"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True)
@@ -54,7 +58,13 @@ def _load(model_dir: str) -> tuple[Any, Any]:
 
 
 def generate(
-    model: Any, tok: Any, prompts: Sequence[str], *, max_new_tokens: int, max_prompt_tokens: int, batch_size: int
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    batch_size: int,
 ) -> list[str]:
     """Greedy completions (left-padded batches, prompts left-truncated), up to the end token."""
     import torch
@@ -70,8 +80,12 @@ def generate(
         attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
         with torch.no_grad():
             gen = model.generate(
-                input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens,
-                do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                input_ids=input_ids,
+                attention_mask=attn,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tok.eos_token_id,
             )
         outs += tok.batch_decode(gen[:, width:], skip_special_tokens=True)
     return outs
@@ -91,12 +105,21 @@ def evaluate(
     if split not in ("train", "val", "test"):
         raise EchoError(f"split must be train, val or test, not {split!r}")
     manifest, entries = open_shards(shards, ("sft",), split)
-    table = read_table(shards, entries["sft"], ["prompt", "completion", "proposal", "language", "suggestion_id"])
+    table = read_table(
+        shards, entries["sft"], ["prompt", "completion", "proposal", "language", "suggestion_id"]
+    )
     rows = table.to_pydict()
     if limit > 0:
         rows = {k: v[:limit] for k, v in rows.items()}
     tok, lm = _load(model)
-    preds = generate(lm, tok, rows["prompt"], max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, batch_size=batch_size)
+    preds = generate(
+        lm,
+        tok,
+        rows["prompt"],
+        max_new_tokens=max_new_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+        batch_size=batch_size,
+    )
     finals = [c or "" for c in rows["completion"]]
     proposals = [p or "" for p in rows["proposal"]]
     report: dict[str, Any] = {
@@ -109,7 +132,10 @@ def evaluate(
         "model_metrics": score(preds, finals),
         "proposal_metrics": score(proposals, finals),
     }
-    report["delta"] = {k: report["model_metrics"][k] - report["proposal_metrics"][k] for k in report["model_metrics"]}
+    report["delta"] = {
+        k: report["model_metrics"][k] - report["proposal_metrics"][k]
+        for k in report["model_metrics"]
+    }
     by_lang: dict[str, Any] = {}
     for lang in sorted({str(x) for x in rows["language"]}):
         idx = [i for i, x in enumerate(rows["language"]) if str(x) == lang]
@@ -120,14 +146,21 @@ def evaluate(
         }
     report["by_language"] = by_lang
     report["examples"] = [
-        {"suggestion_id": rows["suggestion_id"][i], "final": finals[i], "proposal": proposals[i], "model": preds[i]}
+        {
+            "suggestion_id": rows["suggestion_id"][i],
+            "final": finals[i],
+            "proposal": proposals[i],
+            "model": preds[i],
+        }
         for i in range(min(5, len(preds)))
     ]
     return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--model", required=True, help="model directory (e.g. OUT/model from 'train')")
     p.add_argument("--shards", required=True, help="shards directory with manifest.json")
     p.add_argument("--split", default="val", choices=("val", "test", "train"))
@@ -138,8 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
     a = p.parse_args(argv)
     report = evaluate(
-        a.model, a.shards, a.split, max_new_tokens=a.max_new_tokens, max_prompt_tokens=a.max_prompt_tokens,
-        batch_size=a.batch_size, limit=a.limit,
+        a.model,
+        a.shards,
+        a.split,
+        max_new_tokens=a.max_new_tokens,
+        max_prompt_tokens=a.max_prompt_tokens,
+        batch_size=a.batch_size,
+        limit=a.limit,
     )
     text = json.dumps(report, indent=2)
     if a.out:

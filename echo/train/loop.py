@@ -48,15 +48,27 @@ def bare_train(
 
     if objective in ("dpo", "sft+dpo") and ref_model is None:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
-    streams = {f: BatchPlan(len(ex), micro_batch_size, seed).stream(ex, 0) for f, ex in examples.items()}
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0
+    )
+    streams = {
+        f: BatchPlan(len(ex), micro_batch_size, seed).stream(ex, 0) for f, ex in examples.items()
+    }
     model.train()
     res = LoopResult()
     t0 = time.perf_counter()
     for _ in range(steps):
-        sft_b = collate_sft(examples["sft"], next(streams["sft"]), pad_id) if "sft" in streams else None
-        pref_b = collate_pref(examples["pref"], next(streams["pref"]), pad_id) if "pref" in streams else None
-        loss, stats = objective_loss(objective, model, ref_model, sft_b, pref_b, beta=beta, sft_weight=sft_weight)
+        sft_b = (
+            collate_sft(examples["sft"], next(streams["sft"]), pad_id) if "sft" in streams else None
+        )
+        pref_b = (
+            collate_pref(examples["pref"], next(streams["pref"]), pad_id)
+            if "pref" in streams
+            else None
+        )
+        loss, stats = objective_loss(
+            objective, model, ref_model, sft_b, pref_b, beta=beta, sft_weight=sft_weight
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad > 0:

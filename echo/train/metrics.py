@@ -34,7 +34,9 @@ def device_peak_flops(device_name: str | None, override_tflops: float = 0.0) -> 
     return None
 
 
-def mfu(params: int, tokens_per_s: float, peak_flops_per_device: float | None, devices: int) -> float | None:
+def mfu(
+    params: int, tokens_per_s: float, peak_flops_per_device: float | None, devices: int
+) -> float | None:
     """Model FLOPs utilisation with ~6 FLOPs per parameter per trained token."""
     if not peak_flops_per_device or devices < 1:
         return None

@@ -48,9 +48,13 @@ def resolve_model_spec(model: str) -> ModelSpec:
             text = p.read_text(encoding="utf-8")
             data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as exc:
-            raise ModelError(f"model config {model} is not valid: {str(exc).splitlines()[0]}") from None
+            raise ModelError(
+                f"model config {model} is not valid: {str(exc).splitlines()[0]}"
+            ) from None
         if not isinstance(data, dict) or "model_type" not in data:
-            raise ModelError(f"model config {model} must be a mapping with a 'model_type' (e.g. llama)")
+            raise ModelError(
+                f"model config {model} must be a mapping with a 'model_type' (e.g. llama)"
+            )
         from transformers import AutoConfig
 
         fields = {k: v for k, v in data.items() if k != "model_type"}
@@ -61,10 +65,14 @@ def resolve_model_spec(model: str) -> ModelSpec:
         return ModelSpec("config", str(p.resolve()), dict(data))
     if p.is_dir():
         if not (p / "config.json").is_file():
-            raise ModelError(f"{model} is a directory but not a Hugging Face model (no config.json)")
+            raise ModelError(
+                f"{model} is a directory but not a Hugging Face model (no config.json)"
+            )
         return ModelSpec("path", str(p.resolve()))
     if p.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1 or not model:
-        raise ModelError(f"model not found: {model} (a model directory, a cached hub id or a config file)")
+        raise ModelError(
+            f"model not found: {model} (a model directory, a cached hub id or a config file)"
+        )
     from transformers import AutoConfig
 
     try:
@@ -77,7 +85,9 @@ def resolve_model_spec(model: str) -> ModelSpec:
     return ModelSpec("hub", model)
 
 
-def build_tokenizer(spec: ModelSpec, texts: Callable[[], Iterable[str]], fim: dict[str, str]) -> Any:
+def build_tokenizer(
+    spec: ModelSpec, texts: Callable[[], Iterable[str]], fim: dict[str, str]
+) -> Any:
     """The run's tokenizer: the model's own (+FIM/pad tokens) or a BPE trained on ``texts()``."""
     from echo.train.tokenizer import prepare_pretrained, train_bpe
 
@@ -88,11 +98,15 @@ def build_tokenizer(spec: ModelSpec, texts: Callable[[], Iterable[str]], fim: di
     try:
         tok = AutoTokenizer.from_pretrained(spec.source, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the tokenizer of {spec.source}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(
+            f"cannot load the tokenizer of {spec.source}: {str(exc).splitlines()[0]}"
+        ) from None
     return prepare_pretrained(tok, fim)[0]
 
 
-def build_model(spec: dict[str, Any], tokenizer_info: dict[str, Any], seed: int, dtype: Any = None) -> Any:
+def build_model(
+    spec: dict[str, Any], tokenizer_info: dict[str, Any], seed: int, dtype: Any = None
+) -> Any:
     """Instantiate the causal LM (on a worker, in the bare loop or in tests).
 
     ``spec`` is :meth:`ModelSpec.to_dict`; ``tokenizer_info`` has ``vocab_size``,
@@ -124,8 +138,11 @@ def build_model(spec: dict[str, Any], tokenizer_info: dict[str, Any], seed: int,
     try:
         model = AutoModelForCausalLM.from_pretrained(spec["source"], **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load model {spec['source']}: {str(exc).splitlines()[0]}") from None
-    if model.get_input_embeddings().weight.shape[0] < tokenizer_info["vocab_size"]:
+        raise ModelError(
+            f"cannot load model {spec['source']}: {str(exc).splitlines()[0]}"
+        ) from None
+    embeddings: Any = model.get_input_embeddings()
+    if embeddings.weight.shape[0] < tokenizer_info["vocab_size"]:
         model.resize_token_embeddings(tokenizer_info["vocab_size"])
     if model.config.pad_token_id is None:
         model.config.pad_token_id = ids["pad_token_id"]
@@ -133,7 +150,11 @@ def build_model(spec: dict[str, Any], tokenizer_info: dict[str, Any], seed: int,
 
 
 def tokenizer_info(tok: Any) -> dict[str, Any]:
-    return {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+    return {
+        "vocab_size": len(tok),
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
 
 
 def count_params(model: Any) -> int:

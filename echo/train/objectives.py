@@ -18,18 +18,26 @@ def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
     logits = logits[:, :-1].float()
     target = batch["labels"][:, 1:]
     nll = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+        logits.reshape(-1, logits.shape[-1]),
+        target.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
     ).view(target.shape)
     mask = (target != -100).to(nll.dtype)
     return -(nll * mask).sum(-1), mask.sum(-1)
 
 
-def sft_loss(model: Any, batch: dict[str, torch.Tensor], use_weights: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+def sft_loss(
+    model: Any, batch: dict[str, torch.Tensor], use_weights: bool = True
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted token-mean NLL of the completions: sum_i w_i * nll_i / sum_i w_i * n_i."""
     logp, n = sequence_logps(model, batch)
     w = batch["weights"].to(logp.device) if use_weights else torch.ones_like(logp)
     loss = -(w * logp).sum() / (w * n).sum().clamp(min=1e-6)
-    return loss, {"sft_loss": float(loss.detach()), "sft_nll": float(-logp.detach().sum() / n.sum().clamp(min=1))}
+    return loss, {
+        "sft_loss": float(loss.detach()),
+        "sft_nll": float(-logp.detach().sum() / n.sum().clamp(min=1)),
+    }
 
 
 def dpo_loss(
@@ -96,7 +104,9 @@ def objective_loss(
     return total, stats
 
 
-def trained_tokens(objective: str, sft_batch: dict[str, Any] | None, pref_batch: dict[str, Any] | None) -> int:
+def trained_tokens(
+    objective: str, sft_batch: dict[str, Any] | None, pref_batch: dict[str, Any] | None
+) -> int:
     """Non-padding tokens that went through the trained model in this micro-batch."""
     n = 0
     if objective in ("sft", "sft+dpo") and sft_batch is not None:

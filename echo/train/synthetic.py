@@ -29,7 +29,7 @@ def _pair(rng: random.Random, i: int) -> dict[str, Any]:
     else:
         final = f"return {a} {good} {b}\n"
         proposal = f"return {a} {bad} {b}\n"
-    prefix = f"def {fn}_{a}({a}, {b}):\n    \"\"\"Combine {a} and {b}.\"\"\"\n    "
+    prefix = f'def {fn}_{a}({a}, {b}):\n    """Combine {a} and {b}."""\n    '
     suffix = f"\n\nresult = {fn}_{a}(1, 2)\n"
     fim = DEFAULT_FIM
     return {
@@ -46,7 +46,12 @@ def _pair(rng: random.Random, i: int) -> dict[str, Any]:
 
 
 def write_synthetic_shards(
-    root: str | Path, n_train: int = 64, n_val: int = 8, n_test: int = 8, seed: int = 0, files_per_split: int = 2
+    root: str | Path,
+    n_train: int = 64,
+    n_val: int = 8,
+    n_test: int = 8,
+    seed: int = 0,
+    files_per_split: int = 2,
 ) -> Manifest:
     """Write ``sft/`` and ``pref/`` Parquet shards plus ``manifest.json`` under ``root``."""
     import pyarrow as pa
@@ -66,7 +71,17 @@ def write_synthetic_shards(
             for part in range(parts):
                 chunk = rows[part::parts]
                 if fmt == "sft":
-                    cols = ["prompt", "completion", "weight", "suggestion_id", "language", "model_id", "proposal", "prefix", "suffix"]
+                    cols = [
+                        "prompt",
+                        "completion",
+                        "weight",
+                        "suggestion_id",
+                        "language",
+                        "model_id",
+                        "proposal",
+                        "prefix",
+                        "suffix",
+                    ]
                     data = {c: [r[c] for r in chunk] for c in cols}
                 else:
                     data = {
@@ -82,7 +97,9 @@ def write_synthetic_shards(
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(pa.table(data), root / rel)
                 entries.append(describe_shard(root, rel, fmt, split))
-    manifest = Manifest(shards=tuple(entries), config={"synthetic": True, "seed": seed}, fim=dict(DEFAULT_FIM))
+    manifest = Manifest(
+        shards=tuple(entries), config={"synthetic": True, "seed": seed}, fim=dict(DEFAULT_FIM)
+    )
     write_manifest(root, manifest)
     return manifest
 

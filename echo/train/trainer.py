@@ -147,6 +147,8 @@ def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> 
             shutil.rmtree(model_dir)
         shutil.copytree(Path(d) / HF_DIR, model_dir)
         metrics = read_metrics(Path(d) / "metrics.jsonl")
+        # rank 0 may have run on another node: the driver's copy comes from the checkpoint
+        shutil.copy(Path(d) / "metrics.jsonl", out / "metrics.jsonl")
         shutil.copy(Path(d) / "ds_config.json", out / "ds_config.json")
     res = TrainResult(
         model_path=str(model_dir),
@@ -159,5 +161,7 @@ def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> 
     summary = {k: v for k, v in res.to_dict().items() if k != "metrics"}
     summary["final"] = res.final
     summary["config"] = cfg.to_dict()
-    (out / "train_result.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    (out / "train_result.json").write_text(
+        json.dumps(summary, indent=2, default=str), encoding="utf-8"
+    )
     return res

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from echo.train.config import TrainConfig
+
+
+def _say(line: str) -> None:
+    """Rank 0's progress line, written once (Ray Train's patched print logs it twice)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -27,7 +34,13 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from echo.train import checkpoint as ck
-    from echo.train.data import BatchPlan, EncodeSpec, collate_pref, collate_sft, examples_from_shard
+    from echo.train.data import (
+        BatchPlan,
+        EncodeSpec,
+        collate_pref,
+        collate_sft,
+        examples_from_shard,
+    )
     from echo.train.deepspeed_config import build_ds_config, resolve_precision, total_steps
     from echo.train.metrics import MetricsLog, device_peak_flops, mfu, progress_line, read_metrics
     from echo.train.model import build_model, count_params
@@ -46,10 +59,17 @@ def train_loop(config: dict[str, Any]) -> None:
 
     # -- data: this rank's deterministic share, in memory -------------------------------
     formats: list[str] = list(config["formats"])
-    enc = EncodeSpec(cfg.max_seq_len, cfg.max_completion_tokens, int(config["tokenizer_info"]["eos_token_id"]))
-    examples = {fmt: examples_from_shard(rt.get_dataset_shard(fmt), config["tokenizer"], fmt, enc) for fmt in formats}
+    enc = EncodeSpec(
+        cfg.max_seq_len, cfg.max_completion_tokens, int(config["tokenizer_info"]["eos_token_id"])
+    )
+    examples = {
+        fmt: examples_from_shard(rt.get_dataset_shard(fmt), config["tokenizer"], fmt, enc)
+        for fmt in formats
+    }
     primary = "pref" if cfg.objective == "dpo" else "sft"
-    plans = {fmt: BatchPlan(len(ex), cfg.micro_batch_size, cfg.seed) for fmt, ex in examples.items()}
+    plans = {
+        fmt: BatchPlan(len(ex), cfg.micro_batch_size, cfg.seed) for fmt, ex in examples.items()
+    }
     steps_per_epoch = plans[primary].batches_per_epoch // cfg.grad_accum
     if steps_per_epoch < 1:
         raise ValueError(
@@ -70,7 +90,9 @@ def train_loop(config: dict[str, Any]) -> None:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         ref_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval().requires_grad_(False)
     engine, _, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=ds_config,
     )
     # DeepSpeed's warm-up schedulers start at iteration -1 (lr 0 for the first step):
     # position them on iteration 0 so step 1 trains at the schedule's first LR.
@@ -84,11 +106,13 @@ def train_loop(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             meta = ck.load_state(engine, d, rank, config["manifest_sha256"])
-            history = [r for r in read_metrics(Path(d) / "metrics.jsonl") if r["step"] <= meta["step"]]
+            history = [
+                r for r in read_metrics(Path(d) / "metrics.jsonl") if r["step"] <= meta["step"]
+            ]
         start_step, cursor = int(meta["step"]), int(meta["data_cursor"]["micro_batches"])
     log = MetricsLog(config["metrics_path"], history) if rank == 0 else None
     if rank == 0 and start_step:
-        print(f"[echo.train] resumed at step {start_step} (data cursor {cursor} micro-batches)", flush=True)
+        _say(f"[echo.train] resumed at step {start_step} (data cursor {cursor} micro-batches)")
 
     peak = device_peak_flops(device_name, cfg.peak_tflops)
     streams = {fmt: plans[fmt].stream(examples[fmt], cursor) for fmt in formats}
@@ -103,11 +127,25 @@ def train_loop(config: dict[str, Any]) -> None:
         sums: dict[str, float] = {}
         tokens = 0
         for _ in range(cfg.grad_accum):
-            sft_b = to_device(collate_sft(examples["sft"], next(streams["sft"]), pad_id)) if "sft" in streams else None
-            pref_b = to_device(collate_pref(examples["pref"], next(streams["pref"]), pad_id)) if "pref" in streams else None
+            sft_b = (
+                to_device(collate_sft(examples["sft"], next(streams["sft"]), pad_id))
+                if "sft" in streams
+                else None
+            )
+            pref_b = (
+                to_device(collate_pref(examples["pref"], next(streams["pref"]), pad_id))
+                if "pref" in streams
+                else None
+            )
             loss, stats = objective_loss(
-                cfg.objective, engine, ref_model, sft_b, pref_b,
-                beta=cfg.dpo_beta, sft_weight=cfg.sft_weight, use_weights=cfg.use_pair_weights,
+                cfg.objective,
+                engine,
+                ref_model,
+                sft_b,
+                pref_b,
+                beta=cfg.dpo_beta,
+                sft_weight=cfg.sft_weight,
+                use_weights=cfg.use_pair_weights,
             )
             engine.backward(loss)
             engine.step()
@@ -116,12 +154,17 @@ def train_loop(config: dict[str, Any]) -> None:
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
         names = sorted(sums)
-        red = torch.tensor([sums[k] for k in names] + [float(tokens)], dtype=torch.float64, device=device)
+        red = torch.tensor(
+            [sums[k] for k in names] + [float(tokens)], dtype=torch.float64, device=device
+        )
         dist.all_reduce(red)
         elapsed = time.perf_counter() - t0
         global_tokens = float(red[-1])
         tok_s = global_tokens / max(elapsed, 1e-9)
-        row: dict[str, Any] = {"step": step + 1, **{k: float(red[i]) / world for i, k in enumerate(names)}}
+        row: dict[str, Any] = {
+            "step": step + 1,
+            **{k: float(red[i]) / world for i, k in enumerate(names)},
+        }
         row.update(
             lr=float(engine.get_lr()[0]),
             tokens=int(global_tokens),
@@ -133,7 +176,7 @@ def train_loop(config: dict[str, Any]) -> None:
         if log is not None:
             log.write(row)
             if (step + 1) % cfg.log_every == 0 or step + 1 == stop:
-                print(progress_line(row, steps), flush=True)
+                _say(progress_line(row, steps))
 
         last = step + 1 == stop
         if last or (cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0):
@@ -148,7 +191,11 @@ def train_loop(config: dict[str, Any]) -> None:
                         "step": step + 1,
                         "total_steps": steps,
                         "finished": step + 1 == steps,
-                        "data_cursor": {"micro_batches": cursor, "epoch": cursor // per, "position": cursor % per},
+                        "data_cursor": {
+                            "micro_batches": cursor,
+                            "epoch": cursor // per,
+                            "position": cursor % per,
+                        },
                         "manifest_sha256": config["manifest_sha256"],
                         "config": config["run"],
                         "model_spec": config["model_spec"],
@@ -158,6 +205,11 @@ def train_loop(config: dict[str, Any]) -> None:
                     }
                     ck.write_meta(d, meta, ds_config)
                     assert log is not None
-                    (d / "metrics.jsonl").write_text(log.path.read_text(encoding="utf-8"), encoding="utf-8")
+                    (d / "metrics.jsonl").write_text(
+                        log.path.read_text(encoding="utf-8"), encoding="utf-8"
+                    )
                     config["tokenizer"].save_pretrained(d / "tokenizer")
-                rt.report({k: v for k, v in row.items() if v is not None}, checkpoint=rt.Checkpoint.from_directory(tmp))
+                rt.report(
+                    {k: v for k, v in row.items() if v is not None},
+                    checkpoint=rt.Checkpoint.from_directory(tmp),
+                )
