@@ -172,10 +172,10 @@ def show_diff(proposal: str, final: str, title: str | None = None) -> str:
 
 
 # -- acceptance dashboard ----------------------------------------------------------------
-def acceptance_figures(metrics: pd.DataFrame, suggestions: pd.DataFrame | None = None) -> dict[str, Any]:
+def acceptance_figures(metrics: pd.DataFrame, outcomes: pd.DataFrame | None = None) -> dict[str, Any]:
     """Figures of the acceptance dashboard from gold/acceptance_metrics rows (pandas):
-    acceptance rate per day and model, shown vs accepted per language, and (given
-    silver/suggestions rows) the outcome mix per model."""
+    acceptance rate per day and model, shown vs accepted per language, and (given counts
+    of silver/suggestions with columns model_id, outcome, count) the outcome mix per model."""
     import matplotlib
 
     if _notebook_global("display") is None:
@@ -207,9 +207,9 @@ def acceptance_figures(metrics: pd.DataFrame, suggestions: pd.DataFrame | None =
     ax.legend(fontsize="small")
     figs["shown vs accepted per language"] = fig
 
-    if suggestions is not None and not suggestions.empty:
-        s = suggestions.assign(model_id=suggestions["model_id"].fillna("(none)"))
-        mix = s.groupby(["model_id", "outcome"]).size().unstack(fill_value=0)
+    if outcomes is not None and not outcomes.empty:
+        o = outcomes.assign(model_id=outcomes["model_id"].fillna("(none)"))
+        mix = o.pivot_table(index="model_id", columns="outcome", values="count", aggfunc="sum", fill_value=0)
         fig, ax = plt.subplots(figsize=(7, 3.5))
         mix.plot(kind="bar", stacked=True, ax=ax)
         ax.set_title("outcomes per model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -68,10 +69,12 @@ def _root_cause(exc: BaseException) -> str:
         seen = seen.__cause__
         text = str(seen) or text
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error" in ln or "error" in ln:
-            return ln[:400]
-    return (lines[-1] if lines else type(exc).__name__)[:400]
+    line = next(
+        (ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else ""
+    )
+    # "echo.train.checkpoint.CheckpointError: msg" -> "msg" for echo's own errors
+    m = re.match(r"^echo\.[\w.]+Error: (.*)$", line)
+    return (m.group(1) if m else line or type(exc).__name__)[:400]
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -88,6 +91,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     if "://" not in storage:
         storage = str(Path(storage).resolve())
     cfg = cfg.replace(storage_path=storage, shards=str(Path(cfg.shards).resolve()), out=str(out))
+
+    if cfg.resume_from and "://" not in cfg.resume_from:
+        from echo.train.checkpoint import CheckpointError, read_meta
+
+        meta = read_meta(cfg.resume_from)
+        if meta.get("manifest_sha256") != manifest.sha256:
+            raise CheckpointError(
+                f"checkpoint {cfg.resume_from} was trained on other shards (manifest differs)"
+            )
 
     tok = build_tokenizer(spec, lambda: _texts(cfg.shards, entries, manifest.fim), manifest.fim)
     tok.save_pretrained(out / "tokenizer")

@@ -48,6 +48,12 @@ def train_loop(config: dict[str, Any]) -> None:
 
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if rank != 0:  # rank 0 logs; the others only report errors
+        import logging
+
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.ERROR)
     if cfg.use_gpu:
         from ray.train.torch import get_device
 
