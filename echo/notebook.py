@@ -37,7 +37,7 @@ def _notebook_global(name: str) -> Any:
     if main is not None and name in vars(main):
         return vars(main)[name]
     try:  # Databricks notebooks run in IPython; the names live in its user namespace
-        from IPython import get_ipython  # type: ignore[attr-defined]
+        from IPython import get_ipython
 
         ip = get_ipython()
         if ip is not None and name in ip.user_ns:
@@ -81,7 +81,9 @@ def render(obj: Any, *, rows: int = SHOW_ROWS) -> str:
     if isinstance(obj, pd.DataFrame):
         if obj.empty:
             return f"(no rows; columns: {', '.join(map(str, obj.columns))})"
-        with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
+        with pd.option_context(
+            "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60
+        ):
             return obj.head(rows).to_string(index=False)
     if isinstance(obj, (dict, list, tuple)):
         return json.dumps(obj, indent=2, sort_keys=True, default=str)
@@ -132,7 +134,9 @@ def table_or_none(lake: Lake, table: Table) -> DataFrame | None:
 def text_diff(proposal: str, final: str) -> str:
     """Line diff of the proposal against the final text (``-`` proposal, ``+`` final),
     with ``?`` guide lines marking the characters that changed."""
-    lines = difflib.ndiff((proposal or "").splitlines(keepends=False), (final or "").splitlines(keepends=False))
+    lines = difflib.ndiff(
+        (proposal or "").splitlines(keepends=False), (final or "").splitlines(keepends=False)
+    )
     return "\n".join(lines)
 
 
@@ -172,7 +176,9 @@ def show_diff(proposal: str, final: str, title: str | None = None) -> str:
 
 
 # -- acceptance dashboard ----------------------------------------------------------------
-def acceptance_figures(metrics: pd.DataFrame, outcomes: pd.DataFrame | None = None) -> dict[str, Any]:
+def acceptance_figures(
+    metrics: pd.DataFrame, outcomes: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """Figures of the acceptance dashboard from gold/acceptance_metrics rows (pandas):
     acceptance rate per day and model, shown vs accepted per language, and (given counts
     of silver/suggestions with columns model_id, outcome, count) the outcome mix per model."""
@@ -197,7 +203,11 @@ def acceptance_figures(metrics: pd.DataFrame, outcomes: pd.DataFrame | None = No
     ax.legend(fontsize="small")
     figs["acceptance rate per day"] = fig
 
-    lang = m.groupby("language", as_index=False)[["shown", "accepted"]].sum().sort_values("shown", ascending=False)
+    lang = (
+        m.groupby("language", as_index=False)[["shown", "accepted"]]
+        .sum()
+        .sort_values("shown", ascending=False)
+    )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = range(len(lang))
     ax.bar([i - 0.2 for i in x], lang["shown"], width=0.4, label="shown")
@@ -209,7 +219,9 @@ def acceptance_figures(metrics: pd.DataFrame, outcomes: pd.DataFrame | None = No
 
     if outcomes is not None and not outcomes.empty:
         o = outcomes.assign(model_id=outcomes["model_id"].fillna("(none)"))
-        mix = o.pivot_table(index="model_id", columns="outcome", values="count", aggfunc="sum", fill_value=0)
+        mix = o.pivot_table(
+            index="model_id", columns="outcome", values="count", aggfunc="sum", fill_value=0
+        )
         fig, ax = plt.subplots(figsize=(7, 3.5))
         mix.plot(kind="bar", stacked=True, ax=ax)
         ax.set_title("outcomes per model")
@@ -221,7 +233,17 @@ def acceptance_figures(metrics: pd.DataFrame, outcomes: pd.DataFrame | None = No
 def acceptance_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     """Totals per model: shown, accepted, acceptance rate, kept/refined share, char retention."""
     m = metrics.assign(model_id=metrics["model_id"].fillna("(none)"))
-    cols = ["shown", "accepted", "kept", "refined", "rewritten", "deleted", "replay_gap", "accepted_chars", "retained_chars"]
+    cols = [
+        "shown",
+        "accepted",
+        "kept",
+        "refined",
+        "rewritten",
+        "deleted",
+        "replay_gap",
+        "accepted_chars",
+        "retained_chars",
+    ]
     t = m.groupby("model_id", as_index=False)[cols].sum()
     t["acceptance_rate"] = t["accepted"] / t["shown"].where(t["shown"] > 0)
     t["char_retention"] = t["retained_chars"] / t["accepted_chars"].where(t["accepted_chars"] > 0)
@@ -249,7 +271,13 @@ def training_report(run_dir: str) -> dict[str, Any]:
     tokens_per_s, ...), ``train_result.json`` and an evaluation report (``eval.json`` or
     ``eval*.json``) when present. Missing pieces are listed in ``missing``."""
     root = Path(run_dir)
-    report: dict[str, Any] = {"run_dir": str(root), "metrics": [], "result": None, "eval": None, "missing": []}
+    report: dict[str, Any] = {
+        "run_dir": str(root),
+        "metrics": [],
+        "result": None,
+        "eval": None,
+        "missing": [],
+    }
     if not root.is_dir():
         report["missing"].append(str(root))
         return report
@@ -258,7 +286,10 @@ def training_report(run_dir: str) -> dict[str, Any]:
         report["metrics"] = read_jsonl(metrics)
     else:
         report["missing"].append("metrics.jsonl")
-    for key, names in (("result", ["train_result.json"]), ("eval", ["eval.json", *sorted(p.name for p in root.glob("eval*.json"))])):
+    for key, names in (
+        ("result", ["train_result.json"]),
+        ("eval", ["eval.json", *sorted(p.name for p in root.glob("eval*.json"))]),
+    ):
         for name in names:
             p = root / name
             if p.is_file():
@@ -277,7 +308,9 @@ def metrics_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     steps = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if not steps:
         return {"steps": 0}
-    tps = [float(r["tokens_per_s"]) for r in steps if isinstance(r.get("tokens_per_s"), (int, float))]
+    tps = [
+        float(r["tokens_per_s"]) for r in steps if isinstance(r.get("tokens_per_s"), (int, float))
+    ]
     best = min(steps, key=lambda r: float(r["loss"]))
     return {
         "steps": len(steps),
@@ -301,7 +334,11 @@ def training_figure(rows: list[dict[str, Any]]) -> Any:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, key in zip(axes, ("loss", "lr", "tokens_per_s"), strict=True):
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
+        pts = [
+            (r["step"], r[key])
+            for r in rows
+            if isinstance(r.get(key), (int, float)) and "step" in r
+        ]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts])
         ax.set_title(key)

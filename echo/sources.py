@@ -191,7 +191,7 @@ def _iter_lines(task: ReadTask) -> Iterator[tuple[int, int | None, bytes]]:
     with fs.open_input_file(p) as native:
         fh: Any = io.BufferedReader(_RawAdapter(native), buffer_size=1 << 20)
         if task.file.fmt == "jsonl.gz":
-            fh = io.BufferedReader(gzip.GzipFile(fileobj=fh), buffer_size=1 << 20)  # type: ignore[arg-type]
+            fh = io.BufferedReader(gzip.GzipFile(fileobj=fh), buffer_size=1 << 20)
         pos = task.start
         line_no: int | None = 1
         if task.start > 0:
@@ -246,7 +246,14 @@ def _read_parquet(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
 
 
 def records_schema() -> Any:
-    from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
+    from pyspark.sql.types import (
+        BinaryType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+    )
 
     from echo.lake.tables import EVENT_FIELDS
 

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -75,7 +75,7 @@ def delta_spark_available(spark: SparkSession) -> bool:
     Delta's SQL extension (what ``--packages io.delta:delta-spark_2.13:4.0.0`` plus its two
     settings give, and what Databricks always has)."""
     try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm: Any = spark.sparkContext._jvm
         jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
     except Exception:
         return False

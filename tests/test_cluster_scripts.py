@@ -4,6 +4,7 @@ tuned spark-defaults.conf, and the Databricks Asset Bundle's structure."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import re
@@ -39,9 +40,16 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _script(script: Path, *args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess[str]:
+def _script(
+    script: Path, *args: str, timeout: int = 600, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(script), *args], env=_env(**env), capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        ["bash", str(script), *args],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -62,7 +70,17 @@ def _rows(lake: Path, table: str) -> int:
 def test_yarn_script_runs_the_whole_pipeline_in_local_mode(tmp_path: Path) -> None:
     pytest.importorskip("pyspark")
     lake = tmp_path / "lake"
-    proc = _script(YARN, "run", "--events", EVENTS, "--lake", str(lake), "--quiet", MASTER="local[2]", DELTA="off")
+    proc = _script(
+        YARN,
+        "run",
+        "--events",
+        EVENTS,
+        "--lake",
+        str(lake),
+        "--quiet",
+        MASTER="local[2]",
+        DELTA="off",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = _report(proc.stdout)
     assert report["stage"] == "run"
@@ -77,7 +95,17 @@ def test_yarn_script_runs_the_whole_pipeline_in_local_mode(tmp_path: Path) -> No
 def test_k8s_script_runs_a_single_stage_in_local_mode(tmp_path: Path) -> None:
     pytest.importorskip("pyspark")
     lake = tmp_path / "lake"
-    proc = _script(K8S, "ingest", "--events", EVENTS, "--lake", str(lake), "--quiet", MASTER="local[2]", DELTA="off")
+    proc = _script(
+        K8S,
+        "ingest",
+        "--events",
+        EVENTS,
+        "--lake",
+        str(lake),
+        "--quiet",
+        MASTER="local[2]",
+        DELTA="off",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = _report(proc.stdout)
     assert report["stage"] == "ingest"
@@ -114,7 +142,9 @@ def test_k8s_command_runs_the_job_file_inside_the_image() -> None:
 
 
 def test_delta_off_adds_neither_packages_nor_settings() -> None:
-    proc = _script(YARN, "ingest", "--events", "x", "--lake", "y", DRY_RUN="1", MASTER="local[2]", DELTA="off")
+    proc = _script(
+        YARN, "ingest", "--events", "x", "--lake", "y", DRY_RUN="1", MASTER="local[2]", DELTA="off"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--master local\\[2\\]" in proc.stdout or "--master local[2]" in proc.stdout
     assert "--packages" not in proc.stdout and "DeltaSparkSessionExtension" not in proc.stdout
@@ -202,7 +232,7 @@ def test_bundle_has_dev_and_prod_targets_and_defines_every_variable_it_uses() ->
 def test_bundle_tasks_depend_on_each_other_in_stage_order() -> None:
     tasks = _tasks()
     assert set(tasks) == set(STAGE_ORDER)
-    for prev, stage in zip(STAGE_ORDER, STAGE_ORDER[1:], strict=False):
+    for prev, stage in itertools.pairwise(STAGE_ORDER):
         assert [d["task_key"] for d in tasks[stage]["depends_on"]] == [prev]
     assert "depends_on" not in tasks["ingest"]
 
@@ -221,7 +251,9 @@ def test_bundle_tasks_run_registered_commands_of_the_wheel_entry_point() -> None
     assert 'echo-pipeline = "echo.cli:main"' in pyproject
 
 
-def test_bundle_tasks_pass_only_flags_their_command_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bundle_tasks_pass_only_flags_their_command_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pytest.importorskip("pyspark")
     for task in _tasks().values():
         command, *args = task["python_wheel_task"]["parameters"]

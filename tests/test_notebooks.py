@@ -16,9 +16,9 @@ from tests.conftest import CONTRACT_SAMPLE, ROOT
 pytest.importorskip("pyspark")
 pytest.importorskip("matplotlib")
 
-from deltalake import DeltaTable  # noqa: E402
+from deltalake import DeltaTable
 
-from echo import notebook  # noqa: E402
+from echo import notebook
 
 NOTEBOOKS = ROOT / "notebooks"
 ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -80,7 +80,9 @@ def test_explore_notebook_reports_the_lake_counts(sample_lake: str, run_notebook
         assert reason in out
 
 
-def test_pairs_notebook_shows_proposal_and_final_side_by_side(sample_lake: str, run_notebook) -> None:
+def test_pairs_notebook_shows_proposal_and_final_side_by_side(
+    sample_lake: str, run_notebook
+) -> None:
     out = run_notebook("02_refinement_pairs.py", lake=sample_lake, outcome="refined", limit="3")
     pairs = DeltaTable(f"{sample_lake}/gold/refinement_pairs").to_pandas()
     assert f'"pairs": {len(pairs)}' in out
@@ -94,7 +96,9 @@ def test_pairs_notebook_shows_proposal_and_final_side_by_side(sample_lake: str, 
     assert final_line[:50] in out
 
 
-def test_pairs_notebook_says_so_when_pairs_are_absent(sample_lake: str, run_notebook, tmp_path: Path) -> None:
+def test_pairs_notebook_says_so_when_pairs_are_absent(
+    sample_lake: str, run_notebook, tmp_path: Path
+) -> None:
     lake = tmp_path / "no_pairs"
     shutil.copytree(sample_lake, lake)
     shutil.rmtree(lake / "gold" / "refinement_pairs")
@@ -103,11 +107,17 @@ def test_pairs_notebook_says_so_when_pairs_are_absent(sample_lake: str, run_note
     assert "suggestions by outcome" in out
 
 
-def test_metrics_notebook_draws_the_dashboard(sample_lake: str, run_notebook, tmp_path: Path) -> None:
+def test_metrics_notebook_draws_the_dashboard(
+    sample_lake: str, run_notebook, tmp_path: Path
+) -> None:
     out = run_notebook("03_acceptance_metrics.py", lake=sample_lake)
     metrics = DeltaTable(f"{sample_lake}/gold/acceptance_metrics").to_pandas()
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
-    assert pngs == ["acceptance_rate_per_day.png", "outcomes_per_model.png", "shown_vs_accepted_per_language.png"]
+    assert pngs == [
+        "acceptance_rate_per_day.png",
+        "outcomes_per_model.png",
+        "shown_vs_accepted_per_language.png",
+    ]
     assert f'"shown": {int(metrics.shown.sum())}' in out
     assert f'"accepted": {int(metrics.accepted.sum())}' in out
     assert "totals per model" in out
@@ -116,9 +126,15 @@ def test_metrics_notebook_draws_the_dashboard(sample_lake: str, run_notebook, tm
 def test_training_notebook_reads_metrics_and_eval(run_notebook, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    rows = [{"step": s, "loss": 3.0 / s, "lr": 1e-3, "tokens_per_s": 1000.0 + s} for s in range(1, 6)]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (run_dir / "eval.json").write_text(json.dumps({"split": "val", "pairs": 7, "model_metrics": {"edit_similarity": 0.61}}))
+    rows = [
+        {"step": s, "loss": 3.0 / s, "lr": 1e-3, "tokens_per_s": 1000.0 + s} for s in range(1, 6)
+    ]
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    (run_dir / "eval.json").write_text(
+        json.dumps({"split": "val", "pairs": 7, "model_metrics": {"edit_similarity": 0.61}})
+    )
     out = run_notebook("04_training_report.py", run_dir=str(run_dir))
     assert '"last_loss": 0.6' in out
     assert '"steps": 5' in out
@@ -149,7 +165,9 @@ def test_side_by_side_marks_changed_lines_only() -> None:
 
 
 def test_training_report_skips_a_torn_last_line(tmp_path: Path) -> None:
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo', encoding="utf-8")
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "loss": 2.0}\n{"step": 2, "lo', encoding="utf-8"
+    )
     report = notebook.training_report(str(tmp_path))
     assert [r["step"] for r in report["metrics"]] == [1]
     assert notebook.metrics_summary(report["metrics"])["last_loss"] == 2.0

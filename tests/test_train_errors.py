@@ -114,20 +114,38 @@ def test_cli_tampered_shards_exit_nonzero_with_one_line(
     assert len(lines) == 1 and "does not match its manifest hash" in lines[0]
 
 
-def test_resume_from_a_checkpoint_of_other_shards_is_refused(shards: Path, tiny: Path, tmp_path: Path) -> None:
+def test_resume_from_a_checkpoint_of_other_shards_is_refused(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
     from echo.train.checkpoint import CheckpointError
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    (ckpt / "meta.json").write_text(json.dumps({"step": 3, "manifest_sha256": "0" * 64}), encoding="utf-8")
-    cfg = TrainConfig(shards=str(shards), model=str(tiny), out=str(tmp_path / "o"), resume_from=str(ckpt))
+    (ckpt / "meta.json").write_text(
+        json.dumps({"step": 3, "manifest_sha256": "0" * 64}), encoding="utf-8"
+    )
+    cfg = TrainConfig(
+        shards=str(shards), model=str(tiny), out=str(tmp_path / "o"), resume_from=str(ckpt)
+    )
     with pytest.raises(CheckpointError, match="trained on other shards"):
         train(cfg)
 
 
-def test_resume_from_a_directory_that_is_no_checkpoint_is_refused(shards: Path, tiny: Path, tmp_path: Path) -> None:
+def test_resume_from_a_directory_that_is_no_checkpoint_is_refused(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
     from echo.train.checkpoint import CheckpointError
 
-    cfg = TrainConfig(shards=str(shards), model=str(tiny), out=str(tmp_path / "o"), resume_from=str(tmp_path))
+    cfg = TrainConfig(
+        shards=str(shards), model=str(tiny), out=str(tmp_path / "o"), resume_from=str(tmp_path)
+    )
     with pytest.raises(CheckpointError, match="not an echo training checkpoint"):
+        train(cfg)
+
+
+def test_too_few_rows_for_the_workers_is_refused(tiny: Path, tmp_path: Path) -> None:
+    root = tmp_path / "small"
+    write_synthetic_shards(root, n_train=3, n_val=1, n_test=1)
+    cfg = TrainConfig(shards=str(root), model=str(tiny), out=str(tmp_path / "o"), num_workers=4)
+    with pytest.raises(EchoError, match="too few"):
         train(cfg)

@@ -5,7 +5,7 @@
 #     cluster/spark/submit-k8s.sh <stage> [args of 'echo-pipeline <stage>']
 #
 # The Python environment is the container image (cluster/spark/Dockerfile): Spark 4.0,
-# Python 3.11 with echo installed, the job files under /opt/echo/jobs, and (with
+# a venv with echo installed (/opt/venv), the job files under /opt/echo/jobs, and (with
 # DELTA=jars) the delta-spark jars baked in, so pods never resolve Maven at start-up.
 #
 # Environment (see common.sh for DELTA, SPARK_SUBMIT, EXTRA_CONF, DRY_RUN):

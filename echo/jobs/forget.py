@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from echo.config import LakeConfig
 from echo.errors import ConfigError
@@ -33,6 +32,7 @@ from echo.lake.base import in_predicate
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
     EVENTS,
+    FORGOTTEN_USERS,
     QUARANTINE,
     REFINEMENT_PAIRS,
     SESSIONS,
@@ -49,19 +49,6 @@ if TYPE_CHECKING:
 
 STAGE = "forget"
 
-FORGOTTEN_USERS = Table(
-    name="_echo/forgotten_users",
-    schema=StructType(
-        [
-            StructField("user_id_sha256", StringType(), False),  # sha256 hex of the UTF-8 user id
-            StructField("forgotten_at", TimestampType(), False),
-            StructField("detail", StringType(), True),  # JSON: rows deleted per table
-        ]
-    ),
-    partition_by=(),
-    keys=("user_id_sha256",),
-    description="users deleted by 'forget' (hashed); ingest drops their records",
-)
 
 #: Tables with a user_id column, deleted by user id.
 USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS)

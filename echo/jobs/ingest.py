@@ -16,11 +16,17 @@ from pyspark import StorageLevel
 from echo.config import LakeConfig, PipelineConfig
 from echo.errors import InputError
 from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
-from echo.lake.tables import EVENTS, INGEST_RUNS, QUARANTINE
+from echo.lake.tables import EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
 from echo.progress import Progress
 from echo.sources import list_inputs, read_records
 from echo.spark import spark_session
-from echo.stages.ingest import classify, count_outcomes, to_events, to_quarantine
+from echo.stages.ingest import (
+    classify,
+    count_outcomes,
+    drop_forgotten_users,
+    to_events,
+    to_quarantine,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -59,7 +65,10 @@ def execute(
     records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes)
     known_events = lake.read(EVENTS).select("event_id", "content_hash")
     known_q = lake.read(QUARANTINE).select("record_hash")
-    classified = classify(records, known_events, known_q).persist(StorageLevel.MEMORY_AND_DISK)
+    classified = classify(records, known_events, known_q)
+    if lake.exists(FORGOTTEN_USERS):
+        classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS))
+    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         try:
             counts = count_outcomes(classified)

@@ -259,6 +259,20 @@ STAGE_STATE = Table(
     description="incremental-processing watermark per stage",
 )
 
+FORGOTTEN_USERS = Table(
+    name="_echo/forgotten_users",
+    schema=StructType(
+        [
+            _f("user_id_sha256", S, False),  # sha256 hex of the UTF-8 user id
+            _f("forgotten_at", TimestampType(), False),
+            _f("detail", S),  # JSON: rows deleted per table
+        ]
+    ),
+    partition_by=(),
+    keys=("user_id_sha256",),
+    description="users deleted by 'forget' (hashed); ingest drops their records",
+)
+
 ALL_TABLES: tuple[Table, ...] = (
     EVENTS,
     QUARANTINE,
@@ -268,6 +282,7 @@ ALL_TABLES: tuple[Table, ...] = (
     ACCEPTANCE_METRICS,
     REFINEMENT_PAIRS,
     STAGE_STATE,
+    FORGOTTEN_USERS,
 )
 
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}

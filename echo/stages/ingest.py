@@ -82,6 +82,20 @@ def classify(records: DataFrame, known_events: DataFrame, known_quarantine: Data
     return v.unionByName(inv).drop("_in_quarantine")
 
 
+def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> DataFrame:
+    """Records of users deleted by ``forget`` are never kept again: a record that would
+    be kept becomes a duplicate (its event was already processed, then erased), and is
+    counted in ``forgotten`` as well. ``forgotten_hashes``: ``user_id_sha256``."""
+    hashes = forgotten_hashes.select(F.col("user_id_sha256").alias("_fh")).distinct().withColumn("_gone", F.lit(True))
+    marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(F.broadcast(hashes), "_fh", "left")
+    gone = (F.col("status") == KEPT) & F.col("_gone").isNotNull()
+    return (
+        marked.withColumn("forgotten", gone)
+        .withColumn("status", F.when(gone, F.lit(DUPLICATE)).otherwise(F.col("status")))
+        .drop("_fh", "_gone")
+    )
+
+
 def event_date(ts_ms_col: str = "ts_ms") -> F.Column:
     return F.to_date(F.timestamp_millis(F.col(ts_ms_col)))
 
@@ -119,10 +133,14 @@ def to_quarantine(classified: DataFrame, *, run_no: int, ingested_at: datetime.d
 
 def count_outcomes(classified: DataFrame) -> dict[str, object]:
     """records_read, kept, duplicates, quarantined and quarantined_by_reason (one pass)."""
-    rows = classified.groupBy("status", "final_reason").count().collect()
+    if "forgotten" not in classified.columns:
+        classified = classified.withColumn("forgotten", F.lit(False))
+    rows = classified.groupBy("status", "final_reason", "forgotten").count().collect()
     by_reason: dict[str, int] = {}
     totals = {KEPT: 0, DUPLICATE: 0, QUARANTINED: 0}
+    forgotten = 0
     for r in rows:
+        forgotten += int(r["count"]) if r["forgotten"] else 0
         totals[r["status"]] += int(r["count"])
         if r["status"] == QUARANTINED:
             by_reason[r["final_reason"]] = by_reason.get(r["final_reason"], 0) + int(r["count"])
@@ -132,4 +150,5 @@ def count_outcomes(classified: DataFrame) -> dict[str, object]:
         "duplicates": totals[DUPLICATE],
         "quarantined": totals[QUARANTINED],
         "quarantined_by_reason": dict(sorted(by_reason.items())),
+        "forgotten": forgotten,  # included in duplicates: records of users deleted by 'forget'
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from echo.errors import EchoError
 from echo.train.config import TrainConfig
-from echo.train.data import formats_for, open_shards, ray_dataset, read_table
+from echo.train.data import ShardDataError, formats_for, open_shards, ray_dataset, read_table
 
 
 class TrainError(EchoError):
@@ -84,6 +84,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     cfg.check()
     fmts = formats_for(cfg.objective)
     manifest, entries = open_shards(cfg.shards, fmts, "train")
+    for fmt, sel in entries.items():
+        per_worker = sum(e.rows for e in sel) // cfg.num_workers
+        if -(-per_worker // cfg.micro_batch_size) < cfg.grad_accum:
+            raise ShardDataError(
+                f"{fmt}/train has {sum(e.rows for e in sel)} rows: too few for {cfg.num_workers} "
+                f"workers x {cfg.micro_batch_size} pairs x {cfg.grad_accum} accumulation steps"
+            )
     spec = resolve_model_spec(cfg.model)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
