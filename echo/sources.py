@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -274,11 +274,45 @@ def records_schema() -> Any:
     )
 
 
-def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_bytes: int) -> DataFrame:
-    """All records of the inputs as a DataFrame (``records_schema``), read by Spark tasks."""
-    tasks = plan_tasks(files)
-    schema = records_schema()
-    rdd = spark.sparkContext.parallelize(tasks, max(1, len(tasks))).mapPartitions(
-        lambda it: (row for t in it for row in read_task(t, max_text_bytes))
+def _arrow_records_schema() -> Any:
+    import pyarrow as pa
+
+    from echo.lake.delta_rs import _SPARK_TO_ARROW
+
+    return pa.schema(
+        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], f.nullable) for f in records_schema().fields]
     )
-    return spark.createDataFrame(rdd, schema)
+
+
+def _batches(rows: Iterator[RecordRow], schema: Any, size: int = 4096) -> Iterator[Any]:
+    import pyarrow as pa
+
+    def batch(buf: list[RecordRow]) -> Any:
+        columns = zip(*buf, strict=True)
+        arrays = [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    buf: list[RecordRow] = []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= size:
+            yield batch(buf)
+            buf = []
+    if buf:
+        yield batch(buf)
+
+
+def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_bytes: int) -> DataFrame:
+    """All records of the inputs as a DataFrame (``records_schema``), read by Spark tasks.
+
+    One Spark task per read task; records travel to the JVM as Arrow batches."""
+    tasks = plan_tasks(files)
+    schema = _arrow_records_schema()
+
+    def read(batches: Iterable[Any]) -> Iterable[Any]:
+        for batch in batches:
+            for task_no in batch.column(0).to_pylist():
+                yield from _batches(read_task(tasks[task_no], max_text_bytes), schema)
+
+    ids = spark.range(0, len(tasks), 1, numPartitions=max(1, len(tasks)))
+    return ids.mapInArrow(read, records_schema())

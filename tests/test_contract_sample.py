@@ -38,7 +38,7 @@ def test_ingest_counts_match_expected(sample_lake, expected):
 
 def test_quarantine_lines_and_reasons_match_expected(sample_lake, expected):
     q = read_table(sample_lake, "bronze/quarantine")
-    got = sorted(zip(q.line_no.astype(int), q.reason))
+    got = sorted(zip(q.line_no.astype(int), q.reason, strict=True))
     want = sorted((x["line_no"], x["reason"]) for x in expected["quarantine"])
     assert got == want
     assert set(q.source) == {str(Path(CONTRACT_SAMPLE / "events.jsonl").resolve())}

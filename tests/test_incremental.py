@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,11 +58,12 @@ def event_streams(draw: st.DrawFn) -> list[dict]:
         for d in range(rnd.randint(1, 2)):
             doc, text, version = f"u{u}:d{d}", "", 0
 
-            def base(etype: str) -> dict:
+            def base(etype: str) -> dict:  # reads the loop's current ts, user, doc, version
                 nonlocal n
                 n += 1
-                return {"event_id": f"e{n}", "event_type": etype, "ts_ms": ts, "user_id": f"u{u}",
-                        "doc_id": doc, "doc_version": version, "language": rnd.choice(["python", "go"])}  # fmt: skip
+                return {"event_id": f"e{n}", "event_type": etype, "ts_ms": ts, "user_id": f"u{u}",  # noqa: B023
+                        "doc_id": doc, "doc_version": version,  # noqa: B023
+                        "language": rnd.choice(["python", "go"])}  # fmt: skip
 
             for step in range(draw(st.integers(3, 14))):
                 ts += rnd.choice([500, 3_000, 60_000, 400_000, 1_800_000, 1_800_001, 2_500_000])
@@ -95,7 +95,7 @@ def event_streams(draw: st.DrawFn) -> list[dict]:
                         events.append(e)
                 else:
                     p = rnd.randint(0, len(text))
-    
+
                     dl = rnd.randint(0, min(4, len(text) - p))
                     ins = rnd.choice(["", "y", "zz", "ö"])
                     version += 1

@@ -14,6 +14,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from echo.config import LakeConfig, PipelineConfig, to_dict
 from echo.errors import ConfigError
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lake = open_job_lake(spark, lake_cfg, create=True)
         for batch in sim.batch_dirs:
             q = args.quiet
-            r = {"batch": batch.name}
+            r: dict[str, Any] = {"batch": batch.name}
             r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=q),
                                          config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
             r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=q))

@@ -1,0 +1,162 @@
+"""The static baseline: a tiny causal LM pretrained only on "static human data".
+
+The data is a code corpus (default: the Python standard library, the simulator's default
+corpus). A byte-level BPE is trained on it locally (``tokenizers``; nothing is
+downloaded), then a GPT-2-style model built from a config learns fill-in-the-middle
+completions in the deployment's format: ``<fim_prefix>prefix<fim_suffix>suffix
+<fim_middle>middle<|endoftext|>``, where the middle is the rest of a line (or a whole
+line at a line start), which is what the simulator's users are offered. The loss is on
+every token (prefix, suffix and middle), which teaches more per step than the middle alone.
+The result is a ``save_pretrained`` directory (model + tokenizer) that both the
+transformers proposer and the Ray trainer load.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echo.simulate.corpus import Corpus
+from echo.train.tokenizer import DEFAULT_FIM, EOS
+
+
+@dataclass
+class StaticResult:
+    model_path: str
+    files: int
+    steps: int
+    tokens: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    params: int = 0
+
+
+def corpus_texts(corpus: Corpus, max_files: int, seed: int, max_chars: int = 20_000) -> list[str]:
+    rng = random.Random(f"static|{seed}")
+    files = list(corpus.files)
+    rng.shuffle(files)
+    out: list[str] = []
+    for rel in files:
+        f = corpus.load(rel)
+        if f is None or f.language != "python":
+            continue
+        out.append(f.text[:max_chars])
+        if len(out) >= max_files:
+            break
+    return out
+
+
+def fim_sample(text: str, rng: random.Random, prefix_chars: int, suffix_chars: int) -> tuple[str, str, str]:
+    """(prefix, suffix, middle) at a random cursor: the middle is the rest of the line,
+    or the next whole line when the cursor is at a line start."""
+    pos = rng.randrange(1, max(2, len(text) - 1))
+    if rng.random() < 0.4:  # often at a line start (requests are likelier after a newline)
+        nl = text.rfind("\n", 0, pos)
+        pos = nl + 1
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    if end == pos:  # an empty rest of line: the next line
+        nxt = text.find("\n", end + 1)
+        end = len(text) if nxt < 0 else nxt
+    return text[max(0, pos - prefix_chars) : pos], text[end : end + suffix_chars], text[pos:end]
+
+
+def _batches(
+    texts: list[str], tok: Any, rng: random.Random, batch: int, max_len: int, prefix_chars: int, suffix_chars: int
+) -> Iterator[list[list[int]]]:
+    fp, fs, fm = DEFAULT_FIM["prefix"], DEFAULT_FIM["suffix"], DEFAULT_FIM["middle"]
+    while True:
+        rows = []
+        for _ in range(batch):
+            text = texts[rng.randrange(len(texts))]
+            pre, suf, mid = fim_sample(text, rng, prefix_chars, suffix_chars)
+            ids = tok(f"{fp}{pre}{fs}{suf}{fm}{mid}{EOS}", add_special_tokens=False)["input_ids"]
+            rows.append(list(ids)[-max_len:])
+        yield rows
+
+
+def pretrain_static(
+    out: str | Path,
+    *,
+    corpus: Corpus,
+    model_config: dict[str, Any],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_files: int,
+    vocab_size: int,
+    seed: int,
+    prefix_chars: int,
+    suffix_chars: int,
+    log: Any = None,
+) -> StaticResult:
+    """Train the tokenizer and the static model; save both to ``out``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from echo.train.tokenizer import train_bpe
+
+    started = time.monotonic()
+    texts = corpus_texts(corpus, max_files, seed)
+    tok = train_bpe(iter(texts), vocab_size, DEFAULT_FIM)
+    cfg_fields = {k: v for k, v in model_config.items() if k not in ("model_type", "vocab_size")}
+    cfg = AutoConfig.for_model(
+        str(model_config.get("model_type", "gpt2")),
+        vocab_size=len(tok),
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **cfg_fields,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    max_len = int(getattr(cfg, "n_positions", 0) or getattr(cfg, "max_position_embeddings", 512))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / max(steps, 1))
+    )
+    rng = random.Random(f"static-data|{seed}")
+    stream = _batches(texts, tok, rng, batch_size, max_len, prefix_chars, suffix_chars)
+    pad = int(tok.pad_token_id)
+    model.train()
+    losses: list[float] = []
+    tokens = 0
+    for step in range(steps):
+        rows = next(stream)
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            attn[i, : len(r)] = 1
+        labels = ids.masked_fill(attn == 0, -100)
+        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.item()))
+        tokens += int(attn.sum())
+        if log is not None and (step + 1) % 50 == 0:
+            log(f"static pretraining: step {step + 1}/{steps}, loss {sum(losses[-50:]) / 50:.3f}")
+    model.eval()
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    res = StaticResult(
+        str(path), len(texts), steps, tokens, time.monotonic() - started, losses,
+        sum(p.numel() for p in model.parameters()),
+    )  # fmt: skip
+    (path / "static_result.json").write_text(
+        json.dumps({k: v for k, v in res.__dict__.items() if k != "losses"}, indent=2), encoding="utf-8"
+    )
+    return res
