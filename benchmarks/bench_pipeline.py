@@ -1,0 +1,134 @@
+"""Throughput of ingest, sessionize and track on generated events, with peak memory,
+against the floor: a bare Spark scan of the same input in the same process.
+
+    python benchmarks/bench_pipeline.py --events 1000000 [--events 4000000] [--out /tmp/echo-bench]
+
+Events come from the simulator (light transport faults). For each size the script
+prints and writes (OUT/results.json) events/s per stage, the ratio of each stage's
+time to the bare scan's, and the peak resident memory of the whole process tree
+(driver, JVM, Python workers), sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class PeakRSS:
+    """Peak RSS of this process and all its children (the JVM, Python workers)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except Exception:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self._sample()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._stop.clear()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def generate(n_events: int, out: Path) -> tuple[list[Path], int]:
+    from echo.simulate.api import simulate
+    from echo.simulate.config import FaultConfig, SimConfig
+
+    marker = out / "events" / "summary.json"
+    if marker.exists():
+        summary = json.loads(marker.read_text())
+        batches = sorted(p for p in (out / "events").iterdir() if p.name.startswith("batch-"))
+        return batches, int(summary["events"]["records_written"])
+    users = max(2, round(n_events / 2400))  # ~2,400 events per user over 2 days
+    res = simulate(SimConfig(users=users, days=2, seed=7, batches=1), FaultConfig(), out=out / "events", progress=True)
+    return res.batch_dirs, res.records
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, action="append", help="events to generate (repeatable)")
+    ap.add_argument("--out", default="/tmp/echo-bench")
+    ap.add_argument("--master", default="local[2]")
+    args = ap.parse_args()
+    sizes = args.events or [1_000_000]
+
+    from echo.config import LakeConfig, PipelineConfig
+    from echo.jobs import ingest, sessionize, track
+    from echo.jobs.common import open_job_lake
+    from echo.progress import Progress
+    from echo.spark import get_spark
+
+    spark = get_spark("echo-bench", master=args.master, conf={"spark.driver.memory": "6g"})
+    results = []
+    for n in sizes:
+        root = Path(args.out) / f"n{n}"
+        batches, records = generate(n, root)
+        lake_dir = root / "lake"
+        shutil.rmtree(lake_dir, ignore_errors=True)
+        row: dict[str, Any] = {"events_requested": n, "records": records}
+        with PeakRSS() as mem:
+            t = time.perf_counter()
+            lines = spark.read.text([str(b) for b in batches]).count()
+            row["scan_s"] = time.perf_counter() - t
+            row["scan_lines"] = lines
+        row["scan_peak_rss_gb"] = mem.peak / 1e9
+        lake_cfg, cfg = LakeConfig(lake=str(lake_dir)), PipelineConfig()
+        lake = open_job_lake(spark, lake_cfg, create=True)
+        for stage, fn in (
+            ("ingest", lambda p: ingest.execute(spark, lake, [str(b) for b in batches], cfg, progress=p)),
+            ("sessionize", lambda p: sessionize.execute(spark, lake, lake_cfg, cfg, progress=p)),
+            ("track", lambda p: track.execute(spark, lake, lake_cfg, cfg, progress=p)),
+        ):
+            with PeakRSS() as mem:
+                t = time.perf_counter()
+                fn(Progress(stage))
+                dt = time.perf_counter() - t
+            row[f"{stage}_s"] = dt
+            row[f"{stage}_events_per_s"] = records / dt
+            row[f"{stage}_vs_scan"] = dt / row["scan_s"]
+            row[f"{stage}_peak_rss_gb"] = mem.peak / 1e9
+        results.append(row)
+        print(json.dumps(row, indent=2), flush=True)
+    spark.stop()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
+    print("\n| records | scan s | ingest ev/s (x scan) | sessionize ev/s (x scan) | track ev/s (x scan) | peak RSS GB |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        peak = max(r[k] for k in r if k.endswith("peak_rss_gb"))
+        cells = [f"{r[f'{s}_events_per_s']:,.0f} ({r[f'{s}_vs_scan']:.1f}x)" for s in ("ingest", "sessionize", "track")]
+        print(f"| {r['records']:,} | {r['scan_s']:.1f} | {' | '.join(cells)} | {peak:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The experience loop: static baseline, then R rounds of deploy -> harvest -> retrain
+-> measure on fresh held-out users, with ablations on the same telemetry.
+
+Round r (1..R):
+
+1. **Deploy and harvest**: the current Echo model (the static one in round 1) proposes
+   to ``harvest_users`` fresh users (ids ``h{r}-*``) writing the project's harvest files.
+2. **Pipeline**: their telemetry goes through ingest, sessionize, track, pairs (Spark,
+   Delta) and the shards.
+3. **Retrain**: Echo fine-tunes the current model on the refined final texts (Ray Train
+   + DeepSpeed); each ablation fine-tunes the same starting model on the same pairs with
+   another target (``raw-accepted``: the text as accepted; ``raw-shown``: the proposal as
+   shown); ``none`` is the starting model itself.
+4. **Measure**: ``eval_users`` fresh users (ids ``e{r}-*``, never in any training data)
+   write the held-out project files; every arm plus the static model is deployed to them,
+   A/B by session, and their telemetry goes through ingest/sessionize/track into the
+   round's evaluation lake, from whose tables the report's numbers are computed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from echo.loop.config import LoopConfig
+
+
+def _log(cfg: LoopConfig, started: float):  # type: ignore[no-untyped-def]
+    def log(msg: str) -> None:
+        if not cfg.quiet:
+            print(f"[loop {time.monotonic() - started:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def _proposer(cfg: LoopConfig, path: str, model_id: str) -> Any:
+    from echo.simulate.proposers import TransformersProposer
+
+    return TransformersProposer(
+        path, model_id, max_new_tokens=cfg.max_new_tokens, max_lines=1,
+        max_prompt_tokens=max(32, cfg.n_positions - cfg.max_new_tokens - 80),
+        max_suffix_tokens=48, batch_size=16,
+    )  # fmt: skip
+
+
+def _sim_config(cfg: LoopConfig, **kw: Any) -> Any:
+    from echo.simulate.config import SimConfig
+
+    return SimConfig(days=cfg.days, shards=1, workers=1, attention=cfg.attention, **kw)
+
+
+def _train(cfg: LoopConfig, shards: Path, model: str, out: Path, name: str) -> Any:
+    from echo.train import TrainConfig, train
+
+    return train(TrainConfig(
+        shards=str(shards), model=model, out=str(out), objective="sft", num_workers=cfg.num_workers,
+        cpus_per_worker=0.5, zero_stage=cfg.zero_stage, max_steps=cfg.train_steps, lr=cfg.train_lr,
+        warmup_steps=min(5, cfg.train_steps // 4), micro_batch_size=cfg.micro_batch_size,
+        max_seq_len=cfg.max_seq_len, max_completion_tokens=min(64, cfg.max_seq_len // 4),
+        seed=cfg.seed, run_name=name, log_every=max(1, cfg.train_steps // 4),
+    ))  # fmt: skip
+
+
+def _train_summary(res: Any) -> dict[str, Any]:
+    return {
+        "model_path": res.model_path,
+        "checkpoint_path": res.checkpoint_path,
+        "steps": res.steps,
+        "finished": res.finished,
+        "tokens": int(sum(int(m.get("tokens", 0)) for m in res.metrics)),
+        "loss": [float(m["loss"]) for m in res.metrics],
+    }
+
+
+def run_loop(cfg: LoopConfig) -> dict[str, Any]:
+    """Run the whole experiment; returns the results dict (also written by the report)."""
+    from echo.loop import pipeline, stats
+    from echo.loop.project import write_project
+    from echo.loop.static import pretrain_static
+    from echo.simulate.api import simulate
+    from echo.simulate.config import FaultConfig
+    from echo.simulate.corpus import Corpus
+    from echo.spark import spark_session
+
+    cfg.validate()
+    started = time.monotonic()
+    log = _log(cfg, started)
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> None:
+        timings[name] = round(time.monotonic() - t0, 1)
+
+    t0 = time.monotonic()
+    project = write_project(out / "corpus", files=cfg.project_files, seed=cfg.seed)
+    log(f"project corpus: {project.harvest_files} harvest + {project.heldout_files} held-out files")
+    static = pretrain_static(
+        out / "models" / "static", corpus=Corpus.from_dir(cfg.static_corpus or None),
+        model_config={"model_type": "gpt2", "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
+                      "n_head": cfg.n_head, "n_positions": cfg.n_positions},
+        steps=cfg.static_steps, batch_size=cfg.static_batch, lr=cfg.static_lr, max_files=cfg.static_files,
+        vocab_size=cfg.vocab_size, seed=cfg.seed, prefix_chars=cfg.prefix_chars,
+        suffix_chars=cfg.suffix_chars, log=log,
+    )  # fmt: skip
+    lap("static_pretraining_s", t0)
+    log(f"static model: {static.params:,} params, {static.steps} steps, loss {static.losses[-1]:.3f}")
+    results: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "static": {"model_path": static.model_path, "files": static.files, "steps": static.steps,
+                   "tokens": static.tokens, "params": static.params, "loss": static.losses},
+        "project": {"root": str(project.root), "harvest_files": project.harvest_files,
+                    "heldout_files": project.heldout_files},
+        "rounds": [],
+    }  # fmt: skip
+    faults = FaultConfig(faults=cfg.faults)
+    current, current_id = static.model_path, "static"
+    with spark_session("echo-loop") as spark:
+        for r in range(1, cfg.rounds + 1):
+            rdir = out / f"round-{r}"
+            rec: dict[str, Any] = {"round": r, "deployed": current_id}
+            # 1-2. deploy the current model to fresh harvest users; the real pipeline
+            t0 = time.monotonic()
+            sim = simulate(
+                _sim_config(cfg, users=cfg.harvest_users, seed=cfg.seed * 1000 + r, user_prefix=f"h{r}",
+                            corpus=str(project.harvest), batches=cfg.batches),
+                faults, out=rdir / "harvest" / "events", proposer=_proposer(cfg, current, current_id),
+            )  # fmt: skip
+            lap(f"round{r}_harvest_simulate_s", t0)
+            log(f"round {r}: harvest users saw {sim.summary['truth']['suggestions']:,} proposals of {current_id}")
+            t0 = time.monotonic()
+            hlake, shards_dir = rdir / "harvest" / "lake", rdir / "harvest" / "shards"
+            rec["harvest_pipeline"] = pipeline.run_pipeline(
+                spark, sim.batch_dirs, hlake, pairs=True, shards_out=shards_dir,
+                prefix_chars=cfg.prefix_chars, suffix_chars=cfg.suffix_chars, quiet=cfg.quiet,
+            )  # fmt: skip
+            lap(f"round{r}_harvest_pipeline_s", t0)
+            rec["harvest"] = {"users": cfg.harvest_users, "user_prefix": f"h{r}",
+                              "metrics": stats.model_metrics(hlake), "pairs": stats.pairs_harvested(hlake)}  # fmt: skip
+            log(f"round {r}: {rec['harvest']['pairs']['total']} pairs harvested")
+            # 3. fine-tune Echo and the ablations on the same telemetry
+            arms: dict[str, str] = {"static": static.model_path}
+            rec["training"] = {}
+            t0 = time.monotonic()
+            echo_res = _train(cfg, shards_dir, current, rdir / "train" / "echo", f"echo-r{r}")
+            rec["training"]["echo"] = {**_train_summary(echo_res), "target": "final text (refined)"}
+            arms[f"echo-r{r}"] = echo_res.model_path
+            lap(f"round{r}_train_echo_s", t0)
+            log(f"round {r}: Echo model trained ({echo_res.steps} steps)")
+            for ab in cfg.ablations:
+                if ab == "none":
+                    arms.setdefault(f"none-r{r}" if current_id != "static" else "static", current)
+                    continue
+                target = "accepted" if ab == "raw-accepted" else "shown"
+                t0 = time.monotonic()
+                ab_dir = rdir / "harvest" / f"shards-{ab}"
+                info = pipeline.ablation_shards(shards_dir, hlake, ab_dir, target)
+                res = _train(cfg, ab_dir, current, rdir / "train" / ab, f"{ab}-r{r}")
+                rec["training"][ab] = {**_train_summary(res), "target": f"proposal as {target}", **info}
+                arms[f"{ab}-r{r}"] = res.model_path
+                lap(f"round{r}_train_{ab}_s", t0)
+            # 4. measure every arm on fresh held-out users (A/B by session)
+            t0 = time.monotonic()
+            ids = list(arms)
+            esim = simulate(
+                _sim_config(cfg, users=cfg.eval_users, seed=cfg.seed * 1000 + 500 + r, user_prefix=f"e{r}",
+                            corpus=str(project.heldout), batches=1),
+                faults, out=rdir / "eval" / "events", proposer=[_proposer(cfg, arms[i], i) for i in ids],
+            )  # fmt: skip
+            lap(f"round{r}_eval_simulate_s", t0)
+            t0 = time.monotonic()
+            elake = rdir / "eval" / "lake"
+            rec["eval_pipeline"] = pipeline.run_pipeline(spark, esim.batch_dirs, elake, pairs=False, quiet=cfg.quiet)
+            lap(f"round{r}_eval_pipeline_s", t0)
+            rec["eval"] = {"users": cfg.eval_users, "user_prefix": f"e{r}", "lake": str(elake),
+                           "arms": {i: arms[i] for i in ids}, "metrics": stats.model_metrics(elake)}  # fmt: skip
+            for i in ids:
+                m = rec["eval"]["metrics"].get(i)
+                if m:
+                    log(f"round {r}: {i}: acceptance {m['acceptance']:.1%} "
+                        f"[{m['ci95'][0]:.1%}, {m['ci95'][1]:.1%}] of {m['shown']:,}")  # fmt: skip
+            results["rounds"].append(rec)
+            current, current_id = echo_res.model_path, f"echo-r{r}"
+    timings["total_s"] = round(time.monotonic() - started, 1)
+    results["timings"] = timings
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    return results

@@ -1,0 +1,126 @@
+"""The Delta layer: standard Delta tables that any reader opens, atomic writes, both
+backends behind one interface (delta-spark runs only where its jars are present)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from echo.errors import LakeError
+from echo.lake import open_lake
+from echo.lake.tables import ACCEPTANCE_METRICS, SESSIONS, STAGE_STATE
+from echo.spark import delta_spark_available
+
+
+def rows(n: int, bucket_of=lambda i: i % 3, start: int = 0):
+    return [(f"u{i}/{start}", f"u{i}", start, start + 10, 2, 1, 0.01, bucket_of(i)) for i in range(n)]
+
+
+@pytest.fixture(params=["delta-rs", "delta-spark"])
+def backend_lake(request, spark, tmp_path):
+    if request.param == "delta-spark" and not delta_spark_available(spark):
+        pytest.skip(
+            "delta-spark JVM jars are not on the classpath (run under "
+            "spark-submit --packages io.delta:delta-spark_2.13:4.0.0 with Delta's SQL extension)"
+        )
+    lake = open_lake(spark, str(tmp_path / "lake"), request.param)
+    lake.check_root(create=True)
+    return lake
+
+
+def test_append_is_read_back_by_deltalake_and_by_spark(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema))
+    via_rs = DeltaTable(backend_lake.path(SESSIONS)).to_pandas()
+    via_spark = backend_lake.read(SESSIONS).toPandas()
+    assert sorted(via_rs.session_id) == sorted(via_spark.session_id) == sorted(r[0] for r in rows(6))
+    assert sorted(via_spark.user_bucket) == sorted(r[-1] for r in rows(6))
+
+
+def test_tables_have_explicit_schema_and_partitioning(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(3), SESSIONS.schema))
+    dt = DeltaTable(backend_lake.path(SESSIONS))
+    assert dt.metadata().partition_columns == ["user_bucket"]
+    assert [f.name for f in dt.schema().fields] == SESSIONS.columns
+
+
+def test_replace_partitions_replaces_only_those_partitions_in_one_commit(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema))
+    v = backend_lake.version(SESSIONS)
+    new = spark.createDataFrame([("x/1", "x", 1, 2, 1, 1, 0.0, 1)], SESSIONS.schema)
+    backend_lake.replace_partitions(SESSIONS, new, [1])
+    assert backend_lake.version(SESSIONS) == v + 1
+    got = backend_lake.read(SESSIONS).toPandas()
+    assert sorted(got[got.user_bucket == 1].session_id) == ["x/1"]
+    assert sorted(got[got.user_bucket != 1].session_id) == sorted(r[0] for r in rows(6) if r[-1] != 1)
+
+
+def test_merge_upserts_on_natural_keys(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(4), SESSIONS.schema))
+    upd = spark.createDataFrame([("u1/0", "u1", 0, 99, 5, 1, 0.1, 1), ("new/0", "new", 0, 1, 1, 1, 0.0, 2)], SESSIONS.schema)
+    backend_lake.merge(SESSIONS, upd)
+    got = backend_lake.read(SESSIONS).toPandas().set_index("session_id")
+    assert len(got) == 5 and got.loc["u1/0", "end_ts_ms"] == 99 and "new/0" in got.index
+
+
+def test_merge_on_an_unpartitioned_table_is_idempotent(backend_lake, spark):
+    import datetime
+
+    now = datetime.datetime(2026, 1, 1)
+    df = spark.createDataFrame([("track", 3, now, "{}")], STAGE_STATE.schema)
+    backend_lake.merge(STAGE_STATE, df)
+    backend_lake.merge(STAGE_STATE, df)
+    assert backend_lake.read(STAGE_STATE).count() == 1
+
+
+def test_history_lists_every_commit(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(2), SESSIONS.schema))
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(2, start=5), SESSIONS.schema))
+    assert backend_lake.version(SESSIONS) == len(backend_lake.history(SESSIONS)) - 1
+
+
+def test_failed_write_leaves_the_table_at_its_last_version(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(3), SESSIONS.schema))
+    v = backend_lake.version(SESSIONS)
+    boom = F.udf(lambda s: (_ for _ in ()).throw(RuntimeError("task failed")) if s else s)
+    bad = spark.createDataFrame(rows(3, start=9), SESSIONS.schema).withColumn("session_id", boom("session_id"))
+    with pytest.raises(Exception, match="task failed"):
+        backend_lake.append(SESSIONS, bad)
+    assert backend_lake.version(SESSIONS) == v
+    assert backend_lake.read(SESSIONS).count() == 3
+
+
+def test_delta_rs_files_are_spark_written_parquet_with_row_counts(spark, tmp_path):
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    lake.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema))
+    import pyarrow as pa
+
+    actions = pa.table(DeltaTable(lake.path(SESSIONS)).get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in actions) == 6
+    assert all(a["path"].startswith("user_bucket=") for a in actions)
+    assert not [p for p in os.listdir(lake.path(SESSIONS)) if p.startswith("_staging")]
+
+
+def test_empty_table_reads_as_empty_dataframe_with_schema(spark, tmp_path):
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    df = lake.read(ACCEPTANCE_METRICS)
+    assert df.count() == 0 and df.columns == ACCEPTANCE_METRICS.columns
+
+
+def test_directory_that_is_not_a_delta_table_is_refused(spark, tmp_path):
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    os.makedirs(lake.path(SESSIONS))
+    open(os.path.join(lake.path(SESSIONS), "junk.txt"), "w").close()
+    with pytest.raises(LakeError, match="not a Delta table"):
+        lake.read(SESSIONS)
+
+
+def test_forcing_delta_spark_without_jars_is_a_clear_error(spark, tmp_path):
+    if delta_spark_available(spark):
+        pytest.skip("delta-spark is available here")
+    with pytest.raises(LakeError, match="delta-spark jars"):
+        open_lake(spark, str(tmp_path / "lake"), "delta-spark")
