@@ -1,0 +1,70 @@
+"""The command line: help, one-line errors with non-zero exits, config precedence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from echo.cli import COMMANDS, main
+
+
+def run(argv, capsys):
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err.strip()
+
+
+def test_help_lists_every_command(capsys):
+    rc, out, _ = run(["--help"], capsys)
+    assert rc == 0 and all(name in out for name in COMMANDS)
+
+
+def test_unknown_command_is_an_error(capsys):
+    rc, _, err = run(["ingestt"], capsys)
+    assert rc == 2 and "unknown command" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sessionize"], "--lake DIR is required"),
+        (["ingest", "--lake", "x"], "--events"),
+        (["track", "--lake", "x", "--min-refine-similarity", "2"], "within [0, 1]"),
+        (["track", "--lake", "x", "--refine-window-s", "ten"], "invalid"),
+        (["sessionize", "--lake", "x", "--session-gap-s", "-1"], "must be >= 0"),
+        (["sessionize", "--lake", "x", "--lake-backend", "parquet"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_unknown_yaml_setting_is_an_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("session_gap: 10\n")
+    rc, _, err = run(["sessionize", "--lake", "x", "--config", str(cfg)], capsys)
+    assert rc == 2 and "unknown setting(s)" in err and "session_gap" in err
+
+
+def test_missing_yaml_file_is_an_error(tmp_path, capsys):
+    rc, _, err = run(["sessionize", "--lake", "x", "--config", str(tmp_path / "nope.yaml")], capsys)
+    assert rc == 2 and "config file not found" in err
+
+
+def test_stage_on_a_path_that_is_not_a_lake_is_refused(spark, tmp_path, capsys):
+    rc, _, err = run(["track", "--lake", str(tmp_path / "empty"), "--quiet"], capsys)
+    assert rc == 2 and "not an Echo lake" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "empty").exists()
+
+
+def test_python_dash_m_echo_prints_no_traceback(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "echo", "ingest", "--events", str(tmp_path / "missing"), "--lake", str(tmp_path / "l")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [f"echo-pipeline ingest: error: input not found: {tmp_path / 'missing'}"]
