@@ -143,7 +143,7 @@ def plan_tasks(files: Sequence[InputFile], split_bytes: int = SPLIT_BYTES) -> li
 RecordRow = tuple[Any, ...]
 
 
-def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes, raw_text: str, v: Verdict) -> RecordRow:
+def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes, raw_text: str | None, v: Verdict) -> RecordRow:
     ev = v.event or {}
     return (
         task.file.uri,
@@ -220,7 +220,9 @@ def read_task(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
         if not line.strip():
             continue
         v = validate_json_line(line, max_text_bytes=max_text_bytes)
-        text = line.decode("utf-8", errors="replace")
+        # the text form is kept for refused records only; a valid record's raw text is
+        # its bytes decoded (valid UTF-8 by definition), derived if it is refused later
+        text = line.decode("utf-8", errors="replace") if v.reason else None
         yield _row(task, pos, line_no, line, text, v)
 
 
@@ -264,7 +266,7 @@ def records_schema() -> Any:
             StructField("pos", LongType(), False),
             StructField("line_no", LongType(), True),
             StructField("raw_bytes", BinaryType(), False),
-            StructField("raw", StringType(), False),
+            StructField("raw", StringType(), True),  # refused records only (see read_task)
             StructField("q_reason", StringType(), True),  # None: valid event
             StructField("q_detail", StringType(), True),
             StructField("record_event_id", StringType(), True),

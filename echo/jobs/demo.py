@@ -1,6 +1,9 @@
-"""demo: simulate telemetry and run the whole data pipeline on it, batch by batch.
+"""demo: by default the experience loop at demo size (``python -m echo loop``: static
+baseline, deploy to simulated users, harvest refinements through the pipeline, fine-tune,
+measure on fresh users); ``--data-only`` runs only the data pipeline on simulated telemetry.
 
-    python -m echo demo --out demo [--users 20 --days 2 --seed 0]
+    python -m echo demo --out demo [--rounds 1]
+    python -m echo demo --data-only --out demo [--users 20 --days 2 --seed 0]
 
 Writes ``OUT/events/batch-*`` (simulated telemetry with transport faults), the lake
 ``OUT/lake`` (bronze, silver, gold Delta tables), training shards ``OUT/shards`` and
@@ -36,7 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only the data pipeline on simulated telemetry (no models)")
+    parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop")
     args = parser.parse_args(list(argv or []))
+    if not args.data_only:
+        from echo.loop.cli import main as loop_main
+
+        extra = ["--quiet", "true"] if args.quiet else []
+        return loop_main(["--out", args.out, "--rounds", str(args.rounds), "--seed", str(args.seed), *extra])
     if args.users < 1 or args.days < 1 or args.batches < 1:
         raise ConfigError("--users, --days and --batches must be positive")
     out = Path(args.out).resolve()

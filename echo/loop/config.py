@@ -38,11 +38,13 @@ class LoopConfig:
     suffix_chars: int = setting(150, "characters of suffix in prompts (pretraining and shards)")
     # --- project and users ---
     project_files: int = setting(40, "modules of the synthetic project (a third is held out)")
-    harvest_users: int = setting(12, "users per round whose telemetry trains the next model")
-    eval_users: int = setting(12, "fresh held-out users per round who measure every model")
+    harvest_users: int = setting(32, "users per round whose telemetry trains the next model")
+    eval_users: int = setting(36, "fresh held-out users per round who measure every model")
     days: int = setting(1, "simulated days per user")
     batches: int = setting(2, "delivery batches of the harvest telemetry")
     faults: str = setting("light", "transport faults of the simulated telemetry", choices=("none", "light", "heavy"))
+    session_minutes: float = setting(8.0, "simulator: mean active minutes of a session (short: more users, bigger proposal batches)")
+    sessions_per_day: float = setting(1.0, "simulator: sessions per user-day")
     attention: float = setting(0.4, "simulator: mean chance that a user reads a proposal")
     max_new_tokens: int = setting(24, "tokens a proposal may have (cut at one line)")
     # --- fine-tuning ---
@@ -80,7 +82,7 @@ def tiny(out: str, **changes: Any) -> LoopConfig:
     base = LoopConfig(
         out=out, rounds=1, static_files=30, vocab_size=512, n_layer=1, n_embd=64, n_head=2,
         n_positions=256, static_steps=10, static_batch=4, prefix_chars=300, suffix_chars=80,
-        project_files=9, harvest_users=3, eval_users=3, batches=2, train_steps=4,
+        project_files=9, harvest_users=3, eval_users=3, session_minutes=2.0, batches=2, train_steps=4,
         micro_batch_size=2, max_seq_len=200, max_new_tokens=12, quiet=True,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)

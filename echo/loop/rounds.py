@@ -49,7 +49,8 @@ def _proposer(cfg: LoopConfig, path: str, model_id: str) -> Any:
 def _sim_config(cfg: LoopConfig, **kw: Any) -> Any:
     from echo.simulate.config import SimConfig
 
-    return SimConfig(days=cfg.days, shards=1, workers=1, attention=cfg.attention, **kw)
+    return SimConfig(days=cfg.days, shards=1, workers=1, attention=cfg.attention,
+                     session_minutes=cfg.session_minutes, sessions_per_day=cfg.sessions_per_day, **kw)
 
 
 def _train(cfg: LoopConfig, shards: Path, model: str, out: Path, name: str) -> Any:

@@ -117,7 +117,7 @@ def to_quarantine(classified: DataFrame, *, run_no: int, ingested_at: datetime.d
     """The refused records as bronze/quarantine rows (raw record, reason, source file)."""
     q = classified.where(F.col("status") == QUARANTINED)
     return q.select(
-        F.col("raw"),
+        F.coalesce(F.col("raw"), F.decode(F.col("raw_bytes"), "UTF-8")).alias("raw"),
         F.col("final_reason").alias("reason"),
         F.col("source"),
         F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
