@@ -17,10 +17,10 @@ import pytest
 pytest.importorskip("ray.train")
 pytest.importorskip("deltalake")
 
-from deltalake import DeltaTable  # noqa: E402
+from deltalake import DeltaTable
 
-from echo.loop import tiny  # noqa: E402
-from echo.loop.stats import wilson  # noqa: E402
+from echo.loop import tiny
+from echo.loop.stats import wilson
 
 pytestmark = [pytest.mark.train, pytest.mark.timeout(900)]
 

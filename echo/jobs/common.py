@@ -78,3 +78,28 @@ def emit_report(name: str, report: dict[str, Any], args: argparse.Namespace) -> 
 
 def config_json(*configs: Any) -> str:
     return json.dumps(to_dict(*configs), sort_keys=True)
+
+
+def stage_main(
+    argv: Sequence[str] | None,
+    *,
+    stage: str,
+    doc: str,
+    section: type,
+    execute: Any,
+) -> int:
+    """``main`` of a stage that reads and writes an existing lake: parse, configure, get
+    the session, ``execute(spark, lake, lake_cfg, cfg, progress=...)``, report, stop."""
+    from echo.progress import Progress
+    from echo.spark import spark_session
+
+    parser = job_parser(f"echo-pipeline {stage}", doc, section)
+    args, (lake_cfg, cfg) = parse(parser, argv, section)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    progress = Progress(stage, quiet=args.quiet)
+    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark:
+        lake = open_job_lake(spark, lake_cfg)
+        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
+    emit_report(stage, report, args)
+    return 0

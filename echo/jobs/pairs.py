@@ -20,13 +20,12 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
-from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.jobs.common import stage_main
 from echo.jobs.incremental import rewrite_users, user_bucket
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.tables import EVENTS, REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
-from echo.spark import spark_session
 from echo.stages.pairs import FILTER_REASONS, SCRUB_COLUMNS, pairs_from_suggestions
 from echo.stages.scrub import TYPES
 
@@ -187,13 +186,4 @@ def near_duplicates(pairs: DataFrame) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser("echo-pipeline pairs", __doc__ or "", PairsConfig)
-    args, (lake_cfg, cfg) = parse(parser, argv, PairsConfig)
-    assert isinstance(lake_cfg, LakeConfig) and isinstance(cfg, PairsConfig)
-    cfg.validate()
-    progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-pairs", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
-        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
-    emit_report(STAGE, report, args)
-    return 0
+    return stage_main(argv, stage=STAGE, doc=__doc__ or "", section=PairsConfig, execute=execute)

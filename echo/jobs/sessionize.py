@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from echo.config import PipelineConfig
-from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.jobs.common import stage_main
 from echo.jobs.incremental import affected_users, events_of, rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake.tables import SESSIONS
 from echo.progress import Progress
-from echo.spark import spark_session
 from echo.stages.sessionize import sessionize
 
 if TYPE_CHECKING:
@@ -54,11 +53,4 @@ def execute(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser("echo-pipeline sessionize", __doc__ or "", PipelineConfig)
-    args, (lake_cfg, cfg) = parse(parser, argv, PipelineConfig)
-    progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-sessionize", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
-        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
-    emit_report(STAGE, report, args)
-    return 0
+    return stage_main(argv, stage=STAGE, doc=__doc__ or "", section=PipelineConfig, execute=execute)

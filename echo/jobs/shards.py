@@ -25,13 +25,12 @@ from pyspark import StorageLevel
 
 from echo.config import LakeConfig, to_dict
 from echo.errors import ConfigError, LakeError
-from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.jobs.common import stage_main
 from echo.lake.base import spark_uri
 from echo.lake.tables import REFINEMENT_PAIRS, SUGGESTIONS
 from echo.pairs_config import ShardsConfig
 from echo.progress import Progress
 from echo.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, describe_shard, write_manifest
-from echo.spark import spark_session
 from echo.stages.pairs import SPLITS
 from echo.stages.shards import FORMATS, dedupe, pref_rows, sft_rows, with_shard_index
 
@@ -191,13 +190,4 @@ def execute(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser("echo-pipeline shards", __doc__ or "", ShardsConfig)
-    args, (lake_cfg, cfg) = parse(parser, argv, ShardsConfig)
-    assert isinstance(lake_cfg, LakeConfig) and isinstance(cfg, ShardsConfig)
-    cfg.validate()
-    progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-shards", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
-        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
-    emit_report(STAGE, report, args)
-    return 0
+    return stage_main(argv, stage=STAGE, doc=__doc__ or "", section=ShardsConfig, execute=execute)

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import functions as F
 
 from echo.config import PipelineConfig
-from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
+from echo.jobs.common import stage_main
 from echo.jobs.incremental import affected_users, events_of, rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake.tables import ACCEPTANCE_METRICS, SUGGESTIONS
 from echo.progress import Progress
-from echo.spark import spark_session
 from echo.stages.replay import ReplaySettings
 from echo.stages.sessionize import assign_sessions
 from echo.stages.track import acceptance_metrics, shown_day, track
@@ -74,11 +73,4 @@ def execute(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser("echo-pipeline track", __doc__ or "", PipelineConfig)
-    args, (lake_cfg, cfg) = parse(parser, argv, PipelineConfig)
-    progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-track", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
-        report = execute(spark, lake, lake_cfg, cfg, progress=progress)
-    emit_report(STAGE, report, args)
-    return 0
+    return stage_main(argv, stage=STAGE, doc=__doc__ or "", section=PipelineConfig, execute=execute)

@@ -22,13 +22,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from echo.errors import EchoError
 from echo.loop.config import LoopConfig
 
 
-def _log(cfg: LoopConfig, started: float):  # type: ignore[no-untyped-def]
+class LoopError(EchoError):
+    """The loop cannot go on (e.g. a round harvested too few pairs to train on)."""
+
+
+def _log(cfg: LoopConfig, started: float) -> Callable[[str], None]:
     def log(msg: str) -> None:
         if not cfg.quiet:
             print(f"[loop {time.monotonic() - started:7.1f}s] {msg}", file=sys.stderr, flush=True)
@@ -142,6 +148,12 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
             rec["harvest"] = {"users": cfg.harvest_users, "user_prefix": f"h{r}",
                               "metrics": stats.model_metrics(hlake), "pairs": stats.pairs_harvested(hlake)}  # fmt: skip
             log(f"round {r}: {rec['harvest']['pairs']['total']} pairs harvested")
+            n_train = rec["harvest"]["pairs"].get("split:train", 0)
+            if n_train < cfg.micro_batch_size * cfg.num_workers:
+                raise LoopError(
+                    f"round {r}: only {n_train} training pairs harvested (accepted suggestions of "
+                    f"{current_id}); raise --harvest-users/--session-minutes or pretrain longer"
+                )
             # 3. fine-tune Echo and the ablations on the same telemetry
             arms: dict[str, str] = {"static": static.model_path}
             rec["training"] = {}
