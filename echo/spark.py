@@ -62,6 +62,9 @@ def get_spark(app_name: str = "echo", *, master: str = "", conf: dict[str, str] 
     if local:
         builder = builder.master(master or os.environ.get("ECHO_SPARK_MASTER", "local[*]"))
         settings.update(LOCAL_CONF)
+        log4j = os.path.join(os.path.dirname(__file__), "log4j2.properties")
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     settings.update(conf or {})
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,3 +156,40 @@ def test_rerunning_a_batch_changes_nothing(spark, tmp_path):
     before = snapshot(lake)
     run_stages([batch], lake)
     assert snapshot(lake) == before
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_stage_leaves_tables_and_next_run_completes(spark, tmp_path, monkeypatch):
+    import echo.jobs.track as track_job
+
+    lines = (CONTRACT_SAMPLE / "events.jsonl").read_bytes().split(b"\n")
+    batch = write_jsonl(tmp_path / "b" / "e.jsonl", lines)
+    clean = str(tmp_path / "clean")
+    run_stages([batch], clean)
+
+    lake = str(tmp_path / "lake")
+    run_stages([batch], lake, stages=("ingest", "sessionize"))
+
+    def boom(*a, **k):
+        raise Interrupted("killed before the commit")
+
+    monkeypatch.setattr(track_job, "rewrite_users", boom)
+    with pytest.raises(Interrupted):
+        run_stages([batch], lake, stages=("track",))
+    assert read_table(lake, "silver/suggestions").empty  # created, nothing committed
+
+    monkeypatch.undo()
+    real_set = track_job.set_watermark
+
+    def die_after_commit(*a, **k):
+        raise Interrupted("killed after the tables, before the watermark")
+
+    monkeypatch.setattr(track_job, "set_watermark", die_after_commit)
+    with pytest.raises(Interrupted):
+        run_stages([batch], lake, stages=("track",))
+    monkeypatch.setattr(track_job, "set_watermark", real_set)
+    run_stages([batch], lake, stages=("track",))
+    assert snapshot(lake) == snapshot(clean)

@@ -81,8 +81,8 @@ def tiny(out: str, **changes: Any) -> LoopConfig:
     """The test size: one round, a tiny model, few users, few steps."""
     base = LoopConfig(
         out=out, rounds=1, static_files=30, vocab_size=512, n_layer=1, n_embd=64, n_head=2,
-        n_positions=256, static_steps=60, static_batch=4, prefix_chars=300, suffix_chars=80,
+        n_positions=256, static_steps=100, static_batch=4, prefix_chars=300, suffix_chars=80,
         project_files=9, harvest_users=4, eval_users=3, session_minutes=5.0, attention=0.9, batches=2, train_steps=4,
-        micro_batch_size=2, max_seq_len=200, max_new_tokens=8, quiet=True,
+        micro_batch_size=2, max_seq_len=200, max_new_tokens=3, quiet=True,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)
