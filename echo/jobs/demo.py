@@ -1,14 +1,12 @@
-"""demo: by default the experience loop at demo size (``python -m echo loop``: static
-baseline, deploy to simulated users, harvest refinements through the pipeline, fine-tune,
-measure on fresh users); ``--data-only`` runs only the data pipeline on simulated telemetry.
+"""demo: simulate telemetry and run the whole data pipeline on it, batch by batch.
 
-    python -m echo demo --out demo [--rounds 1]
-    python -m echo demo --data-only --out demo [--users 20 --days 2 --seed 0]
+    python -m echo demo --out demo [--users 20 --days 2 --seed 0 --batches 3]
+    python -m echo demo --loop --out demo [--rounds 1]     # the experience loop (work in progress)
 
 Writes ``OUT/events/batch-*`` (simulated telemetry with transport faults), the lake
 ``OUT/lake`` (bronze, silver, gold Delta tables), training shards ``OUT/shards`` and
-prints the acceptance metrics per model. ``--train`` also fine-tunes a tiny model on the
-shards (Ray Train + DeepSpeed on CPU); the experience loop is ``python -m echo loop``.
+prints the acceptance metrics per model. ``--loop`` runs ``python -m echo loop`` instead
+(static baseline, deploy, harvest, fine-tune, measure; see docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -39,11 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--data-only", action="store_true",
-                        help="only the data pipeline on simulated telemetry (no models)")
-    parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop")
+    parser.add_argument("--loop", action="store_true",
+                        help="run the experience loop (python -m echo loop) instead")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop (with --loop)")
     args = parser.parse_args(list(argv or []))
-    if not args.data_only:
+    if args.loop:
         from echo.loop.cli import main as loop_main
 
         extra = ["--quiet", "true"] if args.quiet else []
