@@ -12,6 +12,7 @@ time to the bare scan's, and the peak resident memory of the whole process tree
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -36,10 +37,8 @@ class PeakRSS:
     def _sample(self) -> int:
         total = 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
-            try:
+            with contextlib.suppress(Exception):  # a child may exit while we look
                 total += p.memory_info().rss
-            except Exception:
-                pass
         return total
 
     def _run(self) -> None:
@@ -103,10 +102,11 @@ def main() -> int:
         row["scan_peak_rss_gb"] = mem.peak / 1e9
         lake_cfg, cfg = LakeConfig(lake=str(lake_dir)), PipelineConfig()
         lake = open_job_lake(spark, lake_cfg, create=True)
+        paths = [str(b) for b in batches]
         for stage, fn in (
-            ("ingest", lambda p: ingest.execute(spark, lake, [str(b) for b in batches], cfg, progress=p)),
-            ("sessionize", lambda p: sessionize.execute(spark, lake, lake_cfg, cfg, progress=p)),
-            ("track", lambda p: track.execute(spark, lake, lake_cfg, cfg, progress=p)),
+            ("ingest", lambda p, lake=lake, cfg=cfg, paths=paths: ingest.execute(spark, lake, paths, cfg, progress=p)),
+            ("sessionize", lambda p, lake=lake, lc=lake_cfg, cfg=cfg: sessionize.execute(spark, lake, lc, cfg, progress=p)),
+            ("track", lambda p, lake=lake, lc=lake_cfg, cfg=cfg: track.execute(spark, lake, lc, cfg, progress=p)),
         ):
             with PeakRSS() as mem:
                 t = time.perf_counter()

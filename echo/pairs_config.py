@@ -137,6 +137,12 @@ class ShardsConfig:
     fim_prefix: str = setting("<fim_prefix>", "fill-in-the-middle sentinel before the prefix")
     fim_suffix: str = setting("<fim_suffix>", "fill-in-the-middle sentinel before the suffix")
     fim_middle: str = setting("<fim_middle>", "fill-in-the-middle sentinel after the suffix")
+    fim_mode: str = setting(
+        "psm",
+        "prompt format: psm = fill-in-the-middle (sentinel, prefix, sentinel, suffix, sentinel); "
+        "lm = left-to-right, the prefix alone (for models that never learned FIM)",
+        choices=("psm", "lm"),
+    )
     max_prefix_chars: int = setting(
         8192, "keep only the last N characters of the prefix in prompts (0: all)"
     )
@@ -159,6 +165,8 @@ class ShardsConfig:
             raise ConfigError("--num-shards must be >= 0 and --workers >= 1")
         if self.max_prefix_chars < 0 or self.max_suffix_chars < 0:
             raise ConfigError("--max-prefix-chars/--max-suffix-chars must be >= 0")
+        if self.fim_mode not in ("psm", "lm"):
+            raise ConfigError(f"--fim-mode must be psm or lm, not {self.fim_mode!r}")
 
     @property
     def shards_per_split(self) -> int:

@@ -26,14 +26,18 @@ class LoopConfig:
     # --- static baseline ---
     static_corpus: str = setting("", "static human data: a code directory (default: the Python stdlib)")
     static_files: int = setting(200, "corpus files the static model and its tokenizer learn from")
+    static_public_files: int = setting(40, "public-style service modules in the static data (not the project's conventions)")
+    static_public_share: float = setting(0.9, "share of pretraining samples drawn from the public-style modules")
+    fim_mode: str = setting("lm", "prompt format of pretraining, proposals and shards: lm (left to right) or psm (FIM)",
+                            choices=("lm", "psm"))  # fmt: skip
     vocab_size: int = setting(2048, "BPE vocabulary trained on the static corpus")
     n_layer: int = setting(2, "transformer layers of the tiny GPT-2")
     n_embd: int = setting(128, "hidden size of the tiny GPT-2")
     n_head: int = setting(4, "attention heads")
     n_positions: int = setting(512, "context length in tokens")
-    static_steps: int = setting(150, "pretraining steps of the static model")
+    static_steps: int = setting(500, "pretraining steps of the static model")
     static_batch: int = setting(8, "sequences per pretraining step")
-    static_lr: float = setting(2e-3, "pretraining learning rate")
+    static_lr: float = setting(3e-3, "pretraining learning rate")
     prefix_chars: int = setting(600, "characters of prefix in prompts (pretraining and shards)")
     suffix_chars: int = setting(150, "characters of suffix in prompts (pretraining and shards)")
     # --- project and users ---
@@ -70,6 +74,8 @@ class LoopConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be >= 1")
         bad = [a for a in self.ablations if a not in ABLATIONS]
+        if not 0.0 <= self.static_public_share <= 1.0:
+            raise ConfigError("--static-public-share must be between 0 and 1")
         if bad:
             raise ConfigError(f"unknown ablation(s) {', '.join(bad)}; choose from {', '.join(ABLATIONS)}")
 
@@ -80,9 +86,9 @@ class LoopConfig:
 def tiny(out: str, **changes: Any) -> LoopConfig:
     """The test size: one round, a tiny model, few users, few steps."""
     base = LoopConfig(
-        out=out, rounds=1, static_files=30, vocab_size=512, n_layer=1, n_embd=64, n_head=2,
-        n_positions=256, static_steps=100, static_batch=4, prefix_chars=300, suffix_chars=80,
-        project_files=9, harvest_users=4, eval_users=3, session_minutes=5.0, attention=0.9, batches=2, train_steps=4,
-        micro_batch_size=2, max_seq_len=200, max_new_tokens=3, quiet=True,
+        out=out, rounds=1, static_files=30, static_public_files=20, vocab_size=512, n_layer=2, n_embd=64,
+        n_head=2, n_positions=256, static_steps=400, static_batch=4, static_lr=4e-3, prefix_chars=300,
+        suffix_chars=80, project_files=9, harvest_users=4, eval_users=3, session_minutes=5.0, attention=0.9,
+        batches=2, train_steps=4, micro_batch_size=2, max_seq_len=200, max_new_tokens=6, quiet=True,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)

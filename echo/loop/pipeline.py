@@ -24,16 +24,20 @@ def run_pipeline(
     shards_out: Path | None = None,
     prefix_chars: int = 8192,
     suffix_chars: int = 2048,
+    fim_mode: str = "psm",
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Run the stages batch by batch into ``lake_dir``; the run reports of every stage."""
+    """Run the stages batch by batch into ``lake_dir``; the run reports of every stage.
+
+    Every harvest user's pairs go to the train split: the loop measures on fresh users
+    of its own, so a val/test split of the harvest would only waste the signal."""
     from echo.jobs import ingest, sessionize, shards, track
     from echo.jobs import pairs as pairs_job
     from echo.jobs.common import open_job_lake
     from echo.pairs_config import PairsConfig, ShardsConfig
 
     lake_cfg = LakeConfig(lake=str(lake_dir))
-    cfg, pcfg = PipelineConfig(), PairsConfig()
+    cfg, pcfg = PipelineConfig(), PairsConfig(train_ratio=1.0, val_ratio=0.0, test_ratio=0.0)
     lake = open_job_lake(spark, lake_cfg, create=True)
     reports: list[dict[str, Any]] = []
     for batch in batch_dirs:
@@ -47,7 +51,8 @@ def run_pipeline(
         reports.append(r)
     out: dict[str, Any] = {"lake": str(lake_dir), "batches": reports}
     if shards_out is not None:
-        scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars)
+        scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars,
+                            fim_mode=fim_mode)  # fmt: skip
         out["shards"] = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=quiet))
     return out
 

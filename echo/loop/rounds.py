@@ -46,9 +46,10 @@ def _proposer(cfg: LoopConfig, path: str, model_id: str) -> Any:
     from echo.simulate.proposers import TransformersProposer
 
     return TransformersProposer(
-        path, model_id, max_new_tokens=cfg.max_new_tokens, max_lines=1,
+        path, model_id, fim=cfg.fim_mode == "psm", max_new_tokens=cfg.max_new_tokens, max_lines=1,
         max_prompt_tokens=max(32, cfg.n_positions - cfg.max_new_tokens - 80),
-        max_suffix_tokens=48, batch_size=16,
+        max_suffix_tokens=max(16, cfg.n_positions // 4), batch_size=16,
+        max_prefix_chars=cfg.prefix_chars, max_suffix_chars=cfg.suffix_chars,
     )  # fmt: skip
 
 
@@ -85,7 +86,7 @@ def _train_summary(res: Any) -> dict[str, Any]:
 def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     """Run the whole experiment; returns the results dict (also written by the report)."""
     from echo.loop import pipeline, stats
-    from echo.loop.project import write_project
+    from echo.loop.project import public_files, write_project
     from echo.loop.static import pretrain_static
     from echo.simulate.api import simulate
     from echo.simulate.config import FaultConfig
@@ -111,7 +112,8 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
                       "n_head": cfg.n_head, "n_positions": cfg.n_positions},
         steps=cfg.static_steps, batch_size=cfg.static_batch, lr=cfg.static_lr, max_files=cfg.static_files,
         vocab_size=cfg.vocab_size, seed=cfg.seed, prefix_chars=cfg.prefix_chars,
-        suffix_chars=cfg.suffix_chars, log=log,
+        suffix_chars=cfg.suffix_chars, extra_texts=public_files(cfg.static_public_files, seed=cfg.seed + 1),
+        extra_share=cfg.static_public_share if cfg.static_public_files else 0.0, fim_mode=cfg.fim_mode, log=log,
     )  # fmt: skip
     lap("static_pretraining_s", t0)
     log(f"static model: {static.params:,} params, {static.steps} steps, loss {static.losses[-1]:.3f}")
@@ -142,7 +144,7 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
             hlake, shards_dir = rdir / "harvest" / "lake", rdir / "harvest" / "shards"
             rec["harvest_pipeline"] = pipeline.run_pipeline(
                 spark, sim.batch_dirs, hlake, pairs=True, shards_out=shards_dir,
-                prefix_chars=cfg.prefix_chars, suffix_chars=cfg.suffix_chars, quiet=cfg.quiet,
+                prefix_chars=cfg.prefix_chars, suffix_chars=cfg.suffix_chars, fim_mode=cfg.fim_mode, quiet=cfg.quiet,
             )  # fmt: skip
             lap(f"round{r}_harvest_pipeline_s", t0)
             rec["harvest"] = {"users": cfg.harvest_users, "user_prefix": f"h{r}",

@@ -1,7 +1,9 @@
 """The static baseline: a tiny causal LM pretrained only on "static human data".
 
 The data is a code corpus (default: the Python standard library, the simulator's default
-corpus). A byte-level BPE is trained on it locally (``tokenizers``; nothing is
+corpus) and, mixed in at ``public_share`` of the samples, public-style service code
+(:func:`echo.loop.project.public_files`: handlers written the open-source way, none of
+the deployment project's conventions). A byte-level BPE is trained on it locally (``tokenizers``; nothing is
 downloaded), then a GPT-2-style model built from a config learns fill-in-the-middle
 completions in the deployment's format: ``<fim_prefix>prefix<fim_suffix>suffix
 <fim_middle>middle<|endoftext|>``, where the middle is the rest of a line (or a whole
@@ -68,17 +70,31 @@ def fim_sample(text: str, rng: random.Random, prefix_chars: int, suffix_chars: i
     return text[max(0, pos - prefix_chars) : pos], text[end : end + suffix_chars], text[pos:end]
 
 
-def _batches(
-    texts: list[str], tok: Any, rng: random.Random, batch: int, max_len: int, prefix_chars: int, suffix_chars: int
-) -> Iterator[list[list[int]]]:
+def fim_parts(prefix: str, suffix: str, middle: str, mode: str) -> tuple[str, str]:
+    """(prompt, completion) of one pretraining sample: the deployment's prompt (``mode`` as
+    the shards' ``--fim-mode``: ``psm`` fill-in-the-middle, ``lm`` the prefix alone), then
+    the middle and EOS. The two are tokenized apart, as the proposer and the trainer do,
+    so a token never spans the cursor (a prompt ending in indentation stays in-distribution)."""
+    if mode == "lm":
+        return prefix, f"{middle}{EOS}"
     fp, fs, fm = DEFAULT_FIM["prefix"], DEFAULT_FIM["suffix"], DEFAULT_FIM["middle"]
+    return f"{fp}{prefix}{fs}{suffix}{fm}", f"{middle}{EOS}"
+
+
+def _batches(
+    texts: list[str], extra: list[str], extra_share: float, tok: Any, rng: random.Random, batch: int,
+    max_len: int, prefix_chars: int, suffix_chars: int, fim_mode: str,
+) -> Iterator[list[list[int]]]:
     while True:
         rows = []
         for _ in range(batch):
-            text = texts[rng.randrange(len(texts))]
+            pool = extra if extra and rng.random() < extra_share else texts
+            text = pool[rng.randrange(len(pool))]
             pre, suf, mid = fim_sample(text, rng, prefix_chars, suffix_chars)
-            ids = tok(f"{fp}{pre}{fs}{suf}{fm}{mid}{EOS}", add_special_tokens=False)["input_ids"]
-            rows.append(list(ids)[-max_len:])
+            prompt, completion = fim_parts(pre, suf, mid, fim_mode)
+            ids = [*tok(prompt, add_special_tokens=False)["input_ids"],
+                   *tok(completion, add_special_tokens=False)["input_ids"]]  # fmt: skip
+            rows.append(ids[-max_len:])
         yield rows
 
 
@@ -95,6 +111,9 @@ def pretrain_static(
     seed: int,
     prefix_chars: int,
     suffix_chars: int,
+    extra_texts: list[str] | None = None,
+    extra_share: float = 0.0,
+    fim_mode: str = "psm",
     log: Any = None,
 ) -> StaticResult:
     """Train the tokenizer and the static model; save both to ``out``."""
@@ -105,15 +124,16 @@ def pretrain_static(
 
     started = time.monotonic()
     texts = corpus_texts(corpus, max_files, seed)
-    tok = train_bpe(iter(texts), vocab_size, DEFAULT_FIM)
+    extra = list(extra_texts or [])
+    tok = train_bpe(iter(texts + extra), vocab_size, DEFAULT_FIM)
     cfg_fields = {k: v for k, v in model_config.items() if k not in ("model_type", "vocab_size")}
-    cfg = AutoConfig.for_model(
+    cfg = AutoConfig.for_model(  # no dropout: a short pretraining of a tiny model underfits
         str(model_config.get("model_type", "gpt2")),
         vocab_size=len(tok),
         bos_token_id=tok.eos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        **cfg_fields,
+        **{"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, **cfg_fields},
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
@@ -123,7 +143,7 @@ def pretrain_static(
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / max(steps, 1))
     )
     rng = random.Random(f"static-data|{seed}")
-    stream = _batches(texts, tok, rng, batch_size, max_len, prefix_chars, suffix_chars)
+    stream = _batches(texts, extra, extra_share, tok, rng, batch_size, max_len, prefix_chars, suffix_chars, fim_mode)
     pad = int(tok.pad_token_id)
     model.train()
     losses: list[float] = []
@@ -153,7 +173,7 @@ def pretrain_static(
     model.save_pretrained(path)
     tok.save_pretrained(path)
     res = StaticResult(
-        str(path), len(texts), steps, tokens, time.monotonic() - started, losses,
+        str(path), len(texts) + len(extra), steps, tokens, time.monotonic() - started, losses,
         sum(p.numel() for p in model.parameters()),
     )  # fmt: skip
     (path / "static_result.json").write_text(

@@ -163,8 +163,11 @@ class TransformersProposer:
     """Greedy fill-in-the-middle proposals from a local causal LM (``model_path``).
 
     The prompt is ``fim_prefix + prefix + fim_suffix + suffix + fim_middle`` (set
-    ``fim=False`` for a plain left-to-right prompt ``prefix``). The prefix keeps its last
-    ``max_prompt_tokens`` tokens, the suffix its first ``max_suffix_tokens``. Generation is
+    ``fim=False`` for a plain left-to-right prompt ``prefix``, the shards' ``--fim-mode lm``). The prefix keeps its last
+    ``max_prompt_tokens`` tokens, the suffix its first ``max_suffix_tokens``; with
+    ``max_prefix_chars`` / ``max_suffix_chars`` the context is first cut to that many
+    characters, so a model sees prompts of the length it was trained on (a GPT-2 has
+    untrained position embeddings past its training lengths). Generation is
     greedy, at most ``max_new_tokens``, cut at ``max_lines`` lines. Nothing is downloaded:
     the path must hold the model and its tokenizer.
     """
@@ -186,6 +189,8 @@ class TransformersProposer:
         max_suffix_tokens: int = 128,
         batch_size: int = 8,
         device: str = "cpu",
+        max_prefix_chars: int | None = None,
+        max_suffix_chars: int | None = None,
     ) -> None:
         self.model_path = str(model_path)
         self.model_id = model_id or self.model_path.rstrip("/").split("/")[-1]
@@ -197,6 +202,8 @@ class TransformersProposer:
         self.max_suffix_tokens = max_suffix_tokens
         self.batch_size = batch_size
         self.device = device
+        self.max_prefix_chars = max_prefix_chars
+        self.max_suffix_chars = max_suffix_chars
         self._model: Any = None
         self._tok: Any = None
 
@@ -235,6 +242,10 @@ class TransformersProposer:
 
     def _prompt_ids(self, prefix: str, suffix: str) -> list[int]:
         tok = self._tok
+        if self.max_prefix_chars is not None:
+            prefix = prefix[len(prefix) - min(len(prefix), self.max_prefix_chars) :]
+        if self.max_suffix_chars is not None:
+            suffix = suffix[: self.max_suffix_chars]
         pre = tok.encode(prefix, add_special_tokens=False)[-self.max_prompt_tokens :] if prefix else []
         if not self.fim:
             pre = pre[-max(1, self._context_limit() - self.max_new_tokens) :]

@@ -2,7 +2,8 @@
 (prompt/chosen/rejected), with fill-in-the-middle prompts.
 
 ``prompt = fim_prefix + prefix[-max_prefix_chars:] + fim_suffix + suffix[:max_suffix_chars]
-+ fim_middle``; SFT ``completion`` is the final text; preference rows (``refined`` pairs
++ fim_middle`` (``fim_mode="psm"``, the default) or ``prefix[-max_prefix_chars:]`` alone
+(``"lm"``, left to right); SFT ``completion`` is the final text; preference rows (``refined`` pairs
 only) have ``chosen`` = final text, ``rejected`` = the model's proposal. The column
 layout is fixed (see :mod:`echo.shards.manifest`). :func:`fim_prompt` is the plain-Python
 definition; :func:`fim_prompt_col` the same as a Spark expression, and a test keeps them
@@ -44,6 +45,8 @@ def clip_suffix(suffix: str | None, n: int) -> str:
 
 
 def fim_prompt(prefix: str | None, suffix: str | None, cfg: ShardsConfig) -> str:
+    if cfg.fim_mode == "lm":
+        return clip_prefix(prefix, cfg.max_prefix_chars)
     return (
         cfg.fim_prefix
         + clip_prefix(prefix, cfg.max_prefix_chars)
@@ -69,6 +72,8 @@ def _clip_col(col: str, n: int, *, tail: bool) -> Column:
 def fim_prompt_col(cfg: ShardsConfig) -> Column:
     from pyspark.sql import functions as F
 
+    if cfg.fim_mode == "lm":
+        return _clip_col("prefix", cfg.max_prefix_chars, tail=True)
     return F.concat(
         F.lit(cfg.fim_prefix),
         _clip_col("prefix", cfg.max_prefix_chars, tail=True),
