@@ -15,7 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install $(INSTALL)
 	touch $@
 
+# the experience loop at demo size (docs/experiment.md); a fresh demo/ each time
 demo: setup
+	rm -rf demo
 	$(BIN)/echo-pipeline demo --out demo
 
 test: setup

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("echo.train.cli", "fine-tune a causal LM on the shards (Ray Train + DeepSpeed)"),
     "evaluate": ("echo.train.evaluate", "offline evaluation of a model on the val/test pairs"),
     "loop": ("echo.loop.cli", "the experience loop: deploy, harvest, retrain, measure"),
-    "demo": ("echo.jobs.demo", "simulate demo data and run the whole pipeline on it"),
+    "demo": ("echo.jobs.demo", "the experience loop at demo size (--data-only: the data pipeline alone)"),
 }
 
 PROG = "echo-pipeline"
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = "train" if command in ("train", "evaluate", "loop") else "spark"
+        extra = "train" if command in ("train", "evaluate", "loop", "demo") else "spark"
         print(
             f"{PROG} {command}: missing dependency ({exc.name or exc}); "
             f"install the '{extra}' extra (see README)",

@@ -9,6 +9,13 @@ decides which of two conflicting records came "first" (CONTRACT.md 1.2).
 The files are read by Spark tasks, not by the driver: the driver only lists files and
 cuts large plain-text files into byte ranges (a line belongs to the range holding its
 first byte, as in Hadoop's line reader). Each task validates its records as it reads.
+
+An input that cannot be read (a corrupt ``.gz`` or Parquet file, a file that vanished)
+is an :class:`InputError` naming the file, and nothing is written. :func:`list_inputs`
+probes each file on the driver (gzip header, Parquet footer), so most such files fail
+before any table is touched; what only shows while reading (a truncated ``.gz``) comes
+back from the task as one ``READ_ERROR`` row, never as a failed Spark task, and the
+ingest job refuses the run before it commits anything.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +34,7 @@ from echo.stages.validate import (
     INVALID_JSON,
     Verdict,
     parquet_row_identity,
+    sha256_hex,
     validate_json_line,
     validate_object,
 )
@@ -36,6 +45,9 @@ if TYPE_CHECKING:
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
 SPLIT_BYTES = 128 * 1024 * 1024  # plain JSONL files larger than this are read in ranges
+#: ``q_reason`` of the row a read task yields for an input it cannot read: not a
+#: quarantine reason (the job stops the run on it), so never written to a table
+READ_ERROR = "_unreadable_input"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class InputFile:
     uri: str
     fmt: str  # "jsonl" | "jsonl.gz" | "parquet"
     size: int
+    row_groups: int = -1  # Parquet: from the footer read by the probe; -1 = not read yet
 
 
 @dataclass(frozen=True)
@@ -70,11 +83,12 @@ def _format_of(name: str) -> str | None:
     return None
 
 
-def list_inputs(paths: Sequence[str]) -> list[InputFile]:
+def list_inputs(paths: Sequence[str], *, probe: bool = True) -> list[InputFile]:
     """Expand the command line's paths into input files, in ingestion order.
 
     A missing path, an unreadable one, or a directory with no input files is an
-    :class:`InputError` (one line, nothing written)."""
+    :class:`InputError` (one line, nothing written). With ``probe``, each file is also
+    opened: a ``.gz`` must start as gzip, a Parquet file must have a readable footer."""
     import pyarrow.fs as pafs
 
     if not paths:
@@ -113,7 +127,48 @@ def list_inputs(paths: Sequence[str]) -> list[InputFile]:
             if not os.access(uri, os.R_OK) and not prefix:
                 raise InputError(f"input not readable: {uri}")
             files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0)))
-    return files
+    return [_probe(f) for f in files] if probe else files
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a file can raise (not what validating its records can)."""
+    import pyarrow as pa
+
+    return (OSError, EOFError, zlib.error, pa.ArrowException)
+
+
+def _parquet_row_groups(f: InputFile) -> int:
+    import pyarrow.parquet as pq
+
+    fs, p = _fs(f.uri)
+    try:
+        with fs.open_input_file(p) as fh:
+            return int(pq.ParquetFile(fh).metadata.num_row_groups)
+    except _read_errors() as exc:
+        raise InputError(f"cannot read Parquet input {f.uri}: {_first_line(exc)}") from None
+
+
+def _probe(f: InputFile) -> InputFile:
+    """Open the file and read its start (gzip: its header and first block; Parquet: its
+    footer), so that a file that is not what its name says fails before any table."""
+    if f.fmt == "parquet":
+        return InputFile(f.path_idx, f.uri, f.fmt, f.size, _parquet_row_groups(f))
+    fs, p = _fs(f.uri)
+    try:
+        with fs.open_input_file(p) as native:
+            if f.fmt == "jsonl.gz":
+                with gzip.GzipFile(fileobj=io.BufferedReader(_RawAdapter(native))) as gz:
+                    gz.read(1)
+            else:
+                native.read(1)
+    except _read_errors() as exc:
+        raise InputError(f"cannot read input {f.uri}: {_first_line(exc)}") from None
+    return f
 
 
 def plan_tasks(files: Sequence[InputFile], split_bytes: int = SPLIT_BYTES) -> list[ReadTask]:
@@ -124,14 +179,7 @@ def plan_tasks(files: Sequence[InputFile], split_bytes: int = SPLIT_BYTES) -> li
             for start in range(0, f.size, split_bytes):
                 tasks.append(ReadTask(f, start, min(start + split_bytes, f.size)))
         elif f.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            fs, p = _fs(f.uri)
-            try:
-                with fs.open_input_file(p) as fh:
-                    groups = pq.ParquetFile(fh).metadata.num_row_groups
-            except Exception as exc:
-                raise InputError(f"cannot read Parquet input {f.uri}: {str(exc).splitlines()[0]}") from None
+            groups = f.row_groups if f.row_groups >= 0 else _parquet_row_groups(f)
             tasks.extend(ReadTask(f, g, g + 1) for g in range(max(groups, 1)))
         else:
             tasks.append(ReadTask(f, 0, -1))
@@ -144,7 +192,9 @@ RecordRow = tuple[Any, ...]
 
 
 def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes, raw_text: str | None, v: Verdict) -> RecordRow:
-    ev = v.event or {}
+    # a refused record keeps its user id (when it has one) so that ingest can tell a
+    # forgotten user's records apart; the event columns are otherwise empty
+    ev = v.event or {"user_id": v.user_id}
     return (
         task.file.uri,
         task.file.path_idx,
@@ -211,12 +261,34 @@ def _iter_lines(task: ReadTask) -> Iterator[tuple[int, int | None, bytes]]:
                 line_no += 1
 
 
+def _read_error_row(task: ReadTask, pos: int, exc: BaseException) -> RecordRow:
+    """The row that tells the driver this task could not read its input (``READ_ERROR``)."""
+    message = f"cannot read input {task.file.uri}: {_first_line(exc)}"
+    identity = sha256_hex(
+        f"{READ_ERROR}\n{task.file.uri}\n{task.start}\n{message}".encode("utf-8", "replace")
+    )
+    return _row(task, pos, None, b"", None, Verdict(READ_ERROR, message, None, identity, None))
+
+
 def read_task(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
-    """Read and validate the records of one task. Blank lines are not records."""
+    """Read and validate the records of one task. Blank lines are not records.
+
+    A read error ends the task with one ``READ_ERROR`` row (after the records read so
+    far) rather than failing it: the error is the input's, retrying cannot help."""
+    errors = _read_errors()
     if task.file.fmt == "parquet":
-        yield from _read_parquet(task, max_text_bytes)
+        yield from _read_parquet(task, max_text_bytes, errors)
         return
-    for pos, line_no, line in _iter_lines(task):
+    lines = _iter_lines(task)
+    pos = task.start
+    while True:
+        try:
+            pos, line_no, line = next(lines)
+        except StopIteration:
+            return
+        except errors as exc:
+            yield _read_error_row(task, pos, exc)
+            return
         if not line.strip():
             continue
         v = validate_json_line(line, max_text_bytes=max_text_bytes)
@@ -226,25 +298,31 @@ def read_task(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
         yield _row(task, pos, line_no, line, text, v)
 
 
-def _read_parquet(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
+def _read_parquet(
+    task: ReadTask, max_text_bytes: int, errors: tuple[type[BaseException], ...]
+) -> Iterator[RecordRow]:
     import pyarrow.parquet as pq
 
     fs, p = _fs(task.file.uri)
-    with fs.open_input_file(p) as fh:
-        pf = pq.ParquetFile(fh)
-        if pf.metadata.num_row_groups == 0:
-            return
-        first_row = sum(pf.metadata.row_group(g).num_rows for g in range(task.start))
-        table = pf.read_row_group(task.start)
-        for i, row in enumerate(table.to_pylist()):
-            obj, content_hash, raw = parquet_row_identity(row)
-            raw_bytes = raw.encode("utf-8", "surrogatepass")
-            v = (
-                validate_object(obj, content_hash, max_text_bytes=max_text_bytes)
-                if obj is not None
-                else Verdict(INVALID_JSON, None, None, content_hash, None)
-            )
-            yield _row(task, first_row + i, first_row + i + 1, raw_bytes, raw, v)
+    try:
+        with fs.open_input_file(p) as fh:
+            pf = pq.ParquetFile(fh)
+            if pf.metadata.num_row_groups == 0:
+                return
+            first_row = sum(pf.metadata.row_group(g).num_rows for g in range(task.start))
+            rows = pf.read_row_group(task.start).to_pylist()
+    except errors as exc:
+        yield _read_error_row(task, 0, exc)
+        return
+    for i, row in enumerate(rows):
+        obj, content_hash, raw = parquet_row_identity(row)
+        raw_bytes = raw.encode("utf-8", "surrogatepass")
+        v = (
+            validate_object(obj, content_hash, max_text_bytes=max_text_bytes)
+            if obj is not None
+            else Verdict(INVALID_JSON, None, None, content_hash, None)
+        )
+        yield _row(task, first_row + i, first_row + i + 1, raw_bytes, raw, v)
 
 
 def records_schema() -> Any:

@@ -1,4 +1,5 @@
-"""forget: a user's rows leave every table and every file on disk, and stay gone."""
+"""forget: a user's rows leave every table and every file on disk, and stay gone (also
+when the very same input file is ingested again)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from helpers import Ev, write_jsonl
 from test_pairs_helpers import BUCKETS, T0, FakeUpstream, run_pairs, suggestion
 
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
+    ALL_TABLES,
     EVENTS,
     QUARANTINE,
     REFINEMENT_PAIRS,
@@ -109,25 +112,95 @@ def test_later_runs_do_not_bring_the_user_back(spark: Any, lake: str) -> None:
     assert users == {"other"}
 
 
-def test_drop_forgotten_filters_records_ingest_would_keep(spark: Any, lake: str) -> None:
-    from echo.jobs.forget import FORGOTTEN_USERS, drop_forgotten, user_hash
-
-    up = FakeUpstream(spark, lake)
-    records = spark.createDataFrame(
-        [("e1", VICTIM), ("e2", "other")], "event_id string, user_id string"
-    )
-    assert drop_forgotten(up.lake, records).count() == 2  # nobody forgotten yet
-    now = datetime.datetime.now(datetime.timezone.utc)
-    up.lake.append(
-        FORGOTTEN_USERS,
-        spark.createDataFrame([(user_hash(VICTIM), now, None)], FORGOTTEN_USERS.schema),
-    )
-    assert [tuple(r) for r in drop_forgotten(up.lake, records).collect()] == [("e2", "other")]
-
-
 def test_cli_forget_exits_zero(spark: Any, lake: str) -> None:
     from echo.cli import main
 
     up = _lake_with_two_users(spark, lake)
     assert main(["forget", "--user", VICTIM, "--lake", lake, "--quiet"]) == 0
     assert up.lake.read(EVENTS).where(f"user_id = '{VICTIM}'").count() == 0
+
+
+def _events_of(user: str, t0: int) -> list[dict[str, Any]]:
+    """A session of one user: a suggestion shown, accepted and refined, one rejected."""
+    ev = Ev(user=user, t0=t0)
+    return [
+        ev.shown(f"{user}-s1", "total = 0", ts=t0),
+        ev.accepted(f"{user}-s1", "total = 0", ts=t0 + 1_000),
+        ev.edit(9, 1, "1", ts=t0 + 2_000),
+        ev.shown(f"{user}-s2", "return total", offset=10, ts=t0 + 3_000),
+        ev.rejected(f"{user}-s2", ts=t0 + 4_000),
+    ]
+
+
+def _tables_holding(lake: Any, needle: str) -> dict[str, int]:
+    """Rows per table (every table of the lake, through the Delta log) whose string
+    columns hold ``needle``."""
+    from pyspark.sql import functions as F
+
+    hits = {}
+    for t in ALL_TABLES:
+        if not lake.exists(t):
+            continue
+        cols = [f.name for f in t.schema.fields if f.dataType.simpleString() == "string"]
+        cond = F.lit(False)
+        for c in cols:
+            cond = cond | F.coalesce(F.col(c).contains(needle), F.lit(False))
+        n = lake.read(t).where(cond).count()
+        if n:
+            hits[t.name] = n
+    return hits
+
+
+def test_reingesting_the_same_file_does_not_bring_a_forgotten_user_back(
+    spark: Any, lake: str, tmp_path: Path
+) -> None:
+    """The real guard: echo.jobs.ingest drops forgotten users' records
+    (echo.stages.ingest.drop_forgotten_users), run through the CLI end to end."""
+    import json
+
+    from echo.cli import main
+    from echo.lake import open_lake
+
+    events = write_jsonl(
+        tmp_path / "in" / "events.jsonl", _events_of(VICTIM, T0) + _events_of("other", T0 + 500)
+    )
+    report_file = tmp_path / "report.json"
+    run = ["run", "--events", str(events), "--lake", lake, "--quiet", "--report", str(report_file)]
+    assert main(run) == 0
+    lk = open_lake(spark, lake, "delta-rs")
+    before = _tables_holding(lk, VICTIM)
+    # the user was everywhere a user can be: bronze, silver, gold
+    assert {"bronze/events", "silver/sessions", "silver/suggestions", "gold/refinement_pairs"} <= set(before)
+    assert main(["forget", "--user", VICTIM, "--lake", lake, "--quiet"]) == 0
+    assert _tables_holding(lk, VICTIM) == {}
+
+    assert main(run) == 0  # the very same file, all stages again
+    ingest = json.loads(report_file.read_text())["ingest"]
+    assert ingest["forgotten"] == len(_events_of(VICTIM, T0))  # the guard dropped them
+    assert ingest["kept"] == 0  # "other"'s events are duplicates of bronze
+    assert _tables_holding(lk, VICTIM) == {}
+    assert _rows_on_disk(Path(lake), VICTIM) == []
+    for t in (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS):  # and nobody else was lost
+        assert {r[0] for r in lk.read(t).select("user_id").collect()} == {"other"}, t.name
+
+
+def test_reingest_does_not_bring_back_a_forgotten_users_quarantined_records(
+    spark: Any, lake: str, tmp_path: Path
+) -> None:
+    from echo.cli import main
+    from echo.lake import open_lake
+
+    ev = Ev(user=VICTIM)
+    good = [ev.shown("s1", "x = 1"), ev.accepted("s1", "x = 1")]
+    conflicting = {**good[0], "text": "x = 2"}  # same event_id, other content
+    invalid = {"event_id": "bad-1", "event_type": "shown", "user_id": VICTIM, "ts_ms": "bad"}
+    events = write_jsonl(tmp_path / "in" / "events.jsonl", [*good, conflicting, invalid])
+    ingest = ["ingest", "--events", str(events), "--lake", lake, "--quiet"]
+    assert main(ingest) == 0
+    lk = open_lake(spark, lake, "delta-rs")
+    assert lk.read(QUARANTINE).count() == 2
+    assert main(["forget", "--user", VICTIM, "--lake", lake, "--quiet"]) == 0
+    assert _tables_holding(lk, VICTIM) == {}
+    assert main(ingest) == 0
+    assert lk.read(EVENTS).count() == 0  # the kept records are dropped (the guard works)
+    assert _tables_holding(lk, VICTIM) == {}  # nor the refused ones

@@ -124,3 +124,76 @@ def test_forcing_delta_spark_without_jars_is_a_clear_error(spark, tmp_path):
         pytest.skip("delta-spark is available here")
     with pytest.raises(LakeError, match="delta-spark jars"):
         open_lake(spark, str(tmp_path / "lake"), "delta-spark")
+
+
+def _parquet_holding(root: str, needle: str) -> list[str]:
+    """Parquet files under ``root`` (referenced by the log or not) with ``needle`` in a
+    string column: what is physically in storage, whatever the Delta log says."""
+    import pathlib
+
+    import pyarrow.parquet as pq
+
+    hits = []
+    for f in pathlib.Path(root).rglob("*.parquet"):
+        t = pq.read_table(f)
+        for name in t.column_names:
+            if str(t.schema.field(name).type) in ("string", "large_string") and needle in t.column(name).to_pylist():
+                hits.append(str(f))
+    return hits
+
+
+def test_delete_then_purge_and_vacuum_leaves_no_file_with_the_rows(backend_lake, spark):
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema))
+    if backend_lake.backend_name == "delta-spark":
+        # the Databricks default for new tables: DELETE then only marks rows
+        spark.sql(f"ALTER TABLE {backend_lake.ident(SESSIONS)} SET TBLPROPERTIES ('delta.enableDeletionVectors' = true)")
+    table_dir = backend_lake.path(SESSIONS)
+    assert _parquet_holding(table_dir, "u1")
+    assert backend_lake.delete(SESSIONS, "user_id = 'u1'") == 1
+    assert backend_lake.read(SESSIONS).where("user_id = 'u1'").count() == 0
+    if backend_lake.backend_name == "delta-spark":
+        backend_lake.vacuum(SESSIONS, 0)
+        assert _parquet_holding(table_dir, "u1"), "deletion vectors: the file with the row stays referenced"
+    backend_lake.purge(SESSIONS)
+    backend_lake.vacuum(SESSIONS, 0)
+    assert _parquet_holding(table_dir, "u1") == []
+    assert sorted(r[0] for r in backend_lake.read(SESSIONS).select("user_id").collect()) == [
+        f"u{i}" for i in range(6) if i != 1
+    ]
+
+
+def test_delta_rs_refuses_a_unity_catalog_root(spark, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the old behaviour created ./uc:main.echo here
+    with pytest.raises(LakeError, match="Unity Catalog names need the delta-spark backend") as err:
+        open_lake(spark, "uc:main.echo", "delta-rs")
+    assert "\n" not in str(err.value) and "--lake-backend delta-spark" in str(err.value)
+    if not delta_spark_available(spark):  # auto falls back to delta-rs here: same refusal
+        with pytest.raises(LakeError, match="Unity Catalog"):
+            open_lake(spark, "uc:main.echo", "auto")
+    assert os.listdir(tmp_path) == []
+
+
+def test_delta_spark_maps_tables_to_unity_catalog_names_and_paths(spark, tmp_path):
+    # the naming is pure: DeltaSparkLake is built directly, no jars needed
+    from echo.lake.delta_spark import DeltaSparkLake, uc_table_name
+    from echo.lake.tables import ALL_TABLES, EVENTS, FORGOTTEN_USERS
+
+    uc = DeltaSparkLake(spark, "uc:main.echo")
+    assert uc.catalog == "main.echo"
+    assert uc.ident(SESSIONS) == "main.echo.silver_sessions"
+    assert uc.ident(EVENTS) == "main.echo.bronze_events"
+    assert uc.ident(FORGOTTEN_USERS) == "main.echo._echo_forgotten_users"
+    names = [uc.ident(t) for t in ALL_TABLES]
+    assert len(set(names)) == len(ALL_TABLES)  # no two tables share a name
+    assert all(n == uc_table_name("main.echo", t) and n.count(".") == 2 for n, t in zip(names, ALL_TABLES, strict=True))
+    uc.check_root(create=True)  # Unity Catalog governs the schema: nothing is written
+    assert not os.path.exists("uc:main.echo")
+
+    local = DeltaSparkLake(spark, str(tmp_path / "lake"))
+    assert local.catalog is None
+    assert local.ident(SESSIONS) == f"delta.`file://{tmp_path}/lake/silver/sessions`"
+    s3 = DeltaSparkLake(spark, "s3://bucket/lake/")
+    assert s3.ident(EVENTS) == "delta.`s3a://bucket/lake/bronze/events`"
+    for bad in ("uc:", "uc:main", "uc:main.echo.extra", "uc:.echo"):
+        with pytest.raises(LakeError, match=r"uc:CATALOG\.SCHEMA"):
+            DeltaSparkLake(spark, bad)

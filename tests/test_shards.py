@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from test_pairs_helpers import BUCKETS, FakeUpstream, run_pairs, suggestion
+from test_pairs_helpers import BUCKETS, PREFIX, SUFFIX, FakeUpstream, run_pairs, suggestion
 
 from echo.config import LakeConfig
 from echo.errors import ConfigError
@@ -15,7 +15,15 @@ from echo.lake.tables import REFINEMENT_PAIRS
 from echo.pairs_config import ShardsConfig
 from echo.progress import Progress
 from echo.shards.manifest import ManifestError, load_manifest, verify
-from echo.stages.shards import PREF_COLUMNS, SFT_COLUMNS, fim_prompt
+from echo.stages.shards import (
+    PREF_COLUMNS,
+    SFT_COLUMNS,
+    clip_prefix,
+    clip_suffix,
+    fim_prompt,
+    fim_prompt_col,
+    sft_rows,
+)
 
 
 def shards(up: FakeUpstream, out: Path, **kw: Any) -> dict[str, Any]:
@@ -68,10 +76,90 @@ def test_rows_are_fim_prompts_with_final_text_as_completion(built: Any) -> None:
     _, out, _ = built
     t = _read_all(out, "sft")
     row = next(r for r in t if r["suggestion_id"] == "r003")
-    assert row["prompt"] == fim_prompt(row["prefix"], row["suffix"], ShardsConfig(out="x"))
-    assert row["prompt"].startswith("<fim_prefix>") and row["prompt"].endswith("<fim_middle>")
+    assert row["prompt"] == fim_prompt(PREFIX, SUFFIX, ShardsConfig(out="x"))
+    assert row["prompt"] == "<fim_prefix>" + PREFIX + "<fim_suffix>" + SUFFIX + "<fim_middle>"
     assert row["completion"] == "result = subtotal + 3 * tax"
     assert row["proposal"] == "result = subtotal + 3"
+
+
+#: DeepSeek-Coder-style sentinels, and ones with characters SQL or regex would mangle
+CUSTOM_FIM = {"fim_prefix": "<｜fim▁begin｜>", "fim_suffix": "<｜fim▁hole｜>", "fim_middle": "<｜fim▁end｜>"}
+ODD_FIM = {"fim_prefix": "'pre\\", "fim_suffix": "$1 %s ${x}", "fim_middle": ""}
+
+#: (prefix, suffix) with None, empty, shorter and longer than the clips, characters
+#: outside the BMP (one code point, two UTF-16 units) and combining marks
+FIM_INPUTS = [
+    (None, None),
+    ("", ""),
+    ("a", None),
+    (None, "b"),
+    ("ab", "cd"),
+    ("def f(x):\n    return ", "\n\nprint(f(1))\n"),
+    ("x = '😀😀'; y = ", " # é and e\u0301 𝔘𝔫𝔦"),
+    ("🚀" * 5, "🚀" * 5),
+]
+
+
+@pytest.mark.parametrize("mode", ["psm", "lm"])
+@pytest.mark.parametrize("sentinels", [{}, CUSTOM_FIM, ODD_FIM], ids=["default", "custom", "odd"])
+@pytest.mark.parametrize("clips", [(0, 0), (1, 1), (3, 2), (8192, 2048)], ids=lambda c: f"{c[0]}-{c[1]}")
+def test_spark_prompt_column_equals_the_python_definition(
+    spark: Any, mode: str, sentinels: dict[str, str], clips: tuple[int, int]
+) -> None:
+    """fim_prompt_col (what the shards hold) == fim_prompt (the documented definition),
+    and the clipped prefix/suffix columns of the SFT rows == clip_prefix/clip_suffix."""
+    from pyspark.sql import functions as F
+
+    cfg = ShardsConfig(
+        out="x", fim_mode=mode, max_prefix_chars=clips[0], max_suffix_chars=clips[1], **sentinels
+    )
+    cfg.validate()
+    df = spark.createDataFrame(
+        [(i, p, s) for i, (p, s) in enumerate(FIM_INPUTS)], "i int, prefix string, suffix string"
+    )
+    got = {r["i"]: r["prompt"] for r in df.select("i", fim_prompt_col(cfg).alias("prompt")).collect()}
+    want = {i: fim_prompt(p, s, cfg) for i, (p, s) in enumerate(FIM_INPUTS)}
+    assert got == want
+    if mode == "lm":
+        assert all(w == clip_prefix(p, clips[0]) for w, (p, _) in zip(want.values(), FIM_INPUTS, strict=True))
+    else:
+        assert all(w.startswith(cfg.fim_prefix) and w.endswith(cfg.fim_middle) for w in want.values())
+    pairs = df.select(
+        F.lit("train").alias("split"), "prefix", "suffix", F.lit("t").alias("final_text"),
+        F.lit(1.0).alias("weight"), F.col("i").cast("string").alias("suggestion_id"),
+        F.lit("python").alias("language"), F.lit("m1").alias("model_id"), F.lit("p").alias("proposal"),
+    )  # fmt: skip
+    for r in sft_rows(pairs, cfg).collect():
+        p, s = FIM_INPUTS[int(r["suggestion_id"])]
+        assert (r["prompt"], r["prefix"], r["suffix"]) == (
+            fim_prompt(p, s, cfg), clip_prefix(p, clips[0]), clip_suffix(s, clips[1])
+        )
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"fim_mode": "lm", "max_prefix_chars": 20},
+        {"fim_mode": "psm", "max_prefix_chars": 7, "max_suffix_chars": 5, **CUSTOM_FIM},
+    ],
+    ids=["lm", "psm-custom"],
+)
+def test_shards_write_prompts_in_the_configured_fim_mode(
+    built: Any, tmp_path: Path, kw: dict[str, Any]
+) -> None:
+    up, _, _ = built
+    out = tmp_path / "out"
+    shards(up, out, **kw)
+    cfg = ShardsConfig(out=str(out), **kw)
+    sft, pref = _read_all(out, "sft"), _read_all(out, "pref")
+    assert sft and pref
+    want = fim_prompt(PREFIX, SUFFIX, cfg)
+    assert {r["prompt"] for r in sft} == {r["prompt"] for r in pref} == {want}
+    if cfg.fim_mode == "lm":
+        assert want == PREFIX[-20:] and "<fim_" not in want  # left to right: no sentinels
+    else:
+        assert want == CUSTOM_FIM["fim_prefix"] + PREFIX[-7:] + CUSTOM_FIM["fim_suffix"] + SUFFIX[:5] + CUSTOM_FIM["fim_middle"]
+    assert load_manifest(out).config["fim_mode"] == cfg.fim_mode
 
 
 def _read_all(out: Path, fmt: str) -> list[dict[str, Any]]:

@@ -81,3 +81,33 @@ def test_simulation_runs_with_the_transformers_proposer(tiny_model: Path, tmp_pa
     events, _ = ingest(result.batch_dirs)
     shown = [e for e in events if e["event_type"] == "shown"]
     assert shown and all(e["model_id"] == "tiny" for e in shown)
+
+
+def test_proposer_cuts_the_context_to_the_trained_characters(tiny_model: Path) -> None:
+    p = TransformersProposer(str(tiny_model), "tiny", max_prefix_chars=10, max_suffix_chars=4)
+    p._load()
+    tok = p._tok
+    ids = p._prompt_ids("def add(a, b):\n    return a + b\n" * 3, "print(i)\n")  # 10 + 4 chars kept
+    prefix = "def add(a, b):\n    return a + b\n" * 3
+    assert tok.decode(ids) == f"<fim_prefix>{prefix[-10:]}<fim_suffix>prin<fim_middle>"
+
+
+def test_left_to_right_proposer_prompt_is_the_prefix_alone(tiny_model: Path) -> None:
+    p = TransformersProposer(str(tiny_model), "tiny", fim=False, max_prefix_chars=12)
+    p._load()
+    prefix = "for i in range(10):\n    "
+    ids = p._prompt_ids(prefix, "print(i)\n")
+    assert ids == p._tok.encode(prefix[-12:], add_special_tokens=False)
+
+
+def test_propose_one_context_equals_the_batch_answer(tiny_model: Path) -> None:
+    from echo.errors import ConfigError
+    from echo.simulate.proposers import propose
+
+    model = TransformersProposer(str(tiny_model), "tiny", max_new_tokens=6)
+    ctx = ("def add(a, b):\n    ret", "\n")
+    assert propose(model, *ctx) == model.propose_batch([ctx])[0]
+    oracle = NoisyOracleProposer("m", exact=1, truncated=0, corrupted=0, wrong=0)
+    assert propose(oracle, "x = ", truth="compute(1)\n") == "compute(1)"
+    with pytest.raises(ConfigError, match="true continuation"):
+        propose(oracle, "x = ")

@@ -1,8 +1,8 @@
 """The simulator's ground truth against the PIPELINE's outcomes (silver/suggestions).
 
-Awaits the pipeline: skipped while ``echo.jobs.run`` does not exist. Without faults the
-truth must match on every suggestion; with faults, on every suggestion the faults did
-not touch (``truth.touched`` is false).
+Without faults the truth must match on every suggestion; with faults (which the run
+must really have injected), on every suggestion the faults did not touch
+(``truth.touched`` is false).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from test_simulate_support import make_corpus
 
+from echo.jobs import run
 from echo.simulate import FaultConfig, SimConfig, simulate
 
 
@@ -35,15 +37,15 @@ def _compare(truth_rows: list[dict], pipeline: dict[str, dict], *, only_untouche
 
 @pytest.mark.slow
 @pytest.mark.parametrize("faults", ["none", "light"])
-def test_pipeline_outcomes_equal_simulator_truth(tmp_path: Path, faults: str) -> None:
-    run = pytest.importorskip("echo.jobs.run", reason="the pipeline (echo.jobs.run) has not landed yet")
-    deltalake = pytest.importorskip("deltalake")
+def test_pipeline_outcomes_equal_simulator_truth(spark: object, tmp_path: Path, faults: str) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     cfg = SimConfig(users=3, days=1, seed=21, corpus=str(corpus), batches=2)
     result = simulate(cfg, FaultConfig(faults=faults), out=tmp_path / "sim")
+    injected = sum(result.summary["faults"]["injected"].values())
+    assert (injected > 0) == (faults != "none"), result.summary["faults"]["injected"]
     lake = str(tmp_path / "lake")
     assert run.main(["--events", *map(str, result.batch_dirs), "--lake", lake]) == 0
-    df = deltalake.DeltaTable(f"{lake}/silver/suggestions").to_pandas()
+    df = DeltaTable(f"{lake}/silver/suggestions").to_pandas()
     df = df.astype(object).where(df.notna(), None)
     pipeline = {
         r["suggestion_id"]: r for r in df[["suggestion_id", "outcome", "final_text", "edit_similarity"]].to_dict("records")

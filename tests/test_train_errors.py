@@ -149,3 +149,67 @@ def test_too_few_rows_for_the_workers_is_refused(tiny: Path, tmp_path: Path) -> 
     cfg = TrainConfig(shards=str(root), model=str(tiny), out=str(tmp_path / "o"), num_workers=4)
     with pytest.raises(EchoError, match="too few"):
         train(cfg)
+
+
+def _checkpoint_meta(directory: Path, shards: Path, world_size: int) -> Path:
+    from echo.shards.manifest import load_manifest
+
+    directory.mkdir(parents=True)
+    meta = {"step": 2, "manifest_sha256": load_manifest(shards).sha256, "world_size": world_size}
+    (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return directory
+
+
+def test_resume_from_a_checkpoint_of_another_worker_count_is_refused(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
+    from echo.train.checkpoint import CheckpointError
+
+    ckpt = _checkpoint_meta(tmp_path / "ckpt", shards, world_size=2)
+    cfg = TrainConfig(
+        shards=str(shards),
+        model=str(tiny),
+        out=str(tmp_path / "o"),
+        num_workers=1,
+        resume_from=str(ckpt),
+    )
+    with pytest.raises(
+        CheckpointError, match="written by 2 workers but this run has --num-workers 1"
+    ):
+        train(cfg)
+
+
+def test_rerun_of_a_run_with_another_worker_count_is_refused(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
+    """The checkpoints Ray Train would resume from (same run name and storage) are checked."""
+    from echo.train.checkpoint import CheckpointError
+
+    out = tmp_path / "o"
+    _checkpoint_meta(out / "ray" / "r1" / "checkpoint_2026-01-01_00-00-00.000000", shards, 2)
+    cfg = TrainConfig(
+        shards=str(shards), model=str(tiny), out=str(out), num_workers=1, run_name="r1"
+    )
+    with pytest.raises(CheckpointError, match="written by 2 workers"):
+        train(cfg)
+
+
+def test_cli_worker_count_mismatch_exits_nonzero_with_one_line(
+    shards: Path, tiny: Path, tmp_path: Path
+) -> None:
+    ckpt = _checkpoint_meta(tmp_path / "ckpt", shards, world_size=2)
+    proc = _cli(
+        "--shards",
+        str(shards),
+        "--model",
+        str(tiny),
+        "--out",
+        str(tmp_path / "o"),
+        "--num-workers",
+        "1",
+        "--resume-from",
+        str(ckpt),
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "written by 2 workers" in lines[0], proc.stderr

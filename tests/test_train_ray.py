@@ -1,4 +1,4 @@
-"""End to end through Ray Train + DeepSpeed (2 CPU workers, gloo, ZeRO-2)."""
+"""End to end through Ray Train + DeepSpeed (2 CPU workers, gloo, ZeRO-2; one ZeRO-3 run)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,23 @@ from echo.cli import main as echo_main
 from echo.train import TrainConfig, evaluate, train
 from echo.train.metrics import read_metrics
 from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards
+from echo.train.trainer import TrainError
+from echo.train.worker import FAULT_ENV
 
 pytestmark = pytest.mark.train
 STEPS, STOP = 4, 2
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray.init(
-        num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}}
-    )
+def fault_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a test plans an injected worker fault (see ``echo.train.worker.FAULT_ENV``)."""
+    return tmp_path_factory.mktemp("fault") / "fault.json"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(fault_file: Path) -> Iterator[None]:
+    env = {"DS_ACCELERATOR": "cpu", FAULT_ENV: str(fault_file)}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
     yield
     ray.shutdown()
 
@@ -173,3 +180,62 @@ def test_evaluate_compares_model_with_logged_proposals(
     assert report["delta"]["edit_similarity"] == pytest.approx(
         report["model_metrics"]["edit_similarity"] - report["proposal_metrics"]["edit_similarity"]
     )
+
+
+def test_worker_failure_without_max_failures_fails_the_run(
+    ray_cluster: None, base: dict[str, Any], fault_file: Path
+) -> None:
+    fault_file.write_text(json.dumps({"run_name": "fragile", "step": 0}), encoding="utf-8")
+    out = str(base["root"] / "fragile")
+    with pytest.raises(TrainError, match="injected fault before step 1") as info:
+        train(_config(base, out, run_name="fragile", max_failures=0))
+    assert "\n" not in str(info.value)
+
+
+def test_worker_failure_is_recovered_from_the_latest_checkpoint(
+    ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any], fault_file: Path
+) -> None:
+    """--max-failures 1: rank 0 dies before step 4; Ray Train restarts the workers from
+    the step-2 checkpoint and the run ends with the uninterrupted run's losses."""
+    fault_file.with_name(fault_file.name + ".fired").unlink(missing_ok=True)
+    fault_file.write_text(json.dumps({"run_name": "flaky", "step": 3}), encoding="utf-8")
+    out = str(base["root"] / "flaky")
+    res = train(_config(base, out, run_name="flaky", checkpoint_every=2, max_failures=1))
+    assert not fault_file.exists() and fault_file.with_name(fault_file.name + ".fired").exists()
+    assert res.finished and res.steps == STEPS
+    full = read_metrics(full_run["out"] / "metrics.jsonl")
+    assert [r["step"] for r in res.metrics] == list(range(1, STEPS + 1))
+    for a, b in zip(full, res.metrics, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_zero3_saves_the_gathered_trained_weights(ray_cluster: None, base: dict[str, Any]) -> None:
+    """ZeRO-3 on CPU: the HF model holds the full trained weights, not empty partitions."""
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from echo.train.checkpoint import TAG
+    from echo.train.model import build_model, resolve_model_spec, tokenizer_info
+
+    out = base["root"] / "zero3"
+    res = train(
+        _config(base, str(out), run_name="zero3", objective="sft", zero_stage=3, max_steps=2)
+    )
+    assert res.finished and res.steps == 2
+    meta = json.loads((Path(res.checkpoint_path) / "meta.json").read_text())
+    assert meta["config"]["zero_stage"] == 3
+
+    saved, info = AutoModelForCausalLM.from_pretrained(res.model_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    # the trained fp32 weights, rebuilt independently from the ranks' ZeRO-3 partitions
+    trained = get_fp32_state_dict_from_zero_checkpoint(res.checkpoint_path, tag=TAG)
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    init = build_model(resolve_model_spec(base["model"]).to_dict(), tokenizer_info(tok), seed=1)
+    init_params = dict(init.named_parameters())
+    names = [n for n, _ in saved.named_parameters()]
+    assert names == list(init_params)
+    for name, param in saved.named_parameters():
+        assert param.numel() > 0 and param.shape == init_params[name].shape, name
+        assert torch.equal(param, trained[name].to(param.dtype)), name
+        assert not torch.equal(param, init_params[name]), f"{name} did not train"

@@ -1,12 +1,16 @@
-"""demo: simulate telemetry and run the whole data pipeline on it, batch by batch.
+"""demo: the experience loop at demo size, or the data pipeline alone.
 
-    python -m echo demo --out demo [--users 20 --days 2 --seed 0 --batches 3]
-    python -m echo demo --loop --out demo [--rounds 1]     # the experience loop (work in progress)
+    python -m echo demo --out demo [--rounds 1 --seed 0]                 # the experience loop
+    python -m echo demo --data-only --out demo [--users 20 --days 2 --batches 3]
 
-Writes ``OUT/events/batch-*`` (simulated telemetry with transport faults), the lake
-``OUT/lake`` (bronze, silver, gold Delta tables), training shards ``OUT/shards`` and
-prints the acceptance metrics per model. ``--loop`` runs ``python -m echo loop`` instead
-(static baseline, deploy, harvest, fine-tune, measure; see docs/experiment.md).
+By default this is ``python -m echo loop`` with the demo-size defaults of
+``echo/loop/config.py`` (static baseline, deploy to simulated users, harvest their
+refinements through Spark + Delta, fine-tune with Ray Train + DeepSpeed, measure on fresh
+users; see docs/experiment.md): ``OUT/report.md``, ``OUT/report.html``, plots and
+``OUT/results.json``. ``--data-only`` simulates telemetry with the noisy-oracle models and
+runs the data pipeline on it batch by batch: ``OUT/events/batch-*``, the lake ``OUT/lake``
+(bronze, silver, gold Delta tables), training shards ``OUT/shards``, and prints the
+acceptance metrics per model.
 """
 
 from __future__ import annotations
@@ -30,18 +34,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from echo.simulate.config import FaultConfig, SimConfig
     from echo.spark import spark_session
 
-    parser = argparse.ArgumentParser(prog="echo-pipeline demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="echo-pipeline demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="demo", help="output directory (default: demo)")
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--loop", action="store_true",
-                        help="run the experience loop (python -m echo loop) instead")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop (with --loop)")
+    parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only simulate telemetry and run the data pipeline on it")  # fmt: skip
+    parser.add_argument("--users", type=int, default=20, help="simulated users (--data-only)")
+    parser.add_argument("--days", type=int, default=2, help="simulated days (--data-only)")
+    parser.add_argument("--batches", type=int, default=3, help="delivery batches (--data-only)")
     args = parser.parse_args(list(argv or []))
-    if args.loop:
+    if not args.data_only:
         from echo.loop.cli import main as loop_main
 
         extra = ["--quiet", "true"] if args.quiet else []

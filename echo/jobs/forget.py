@@ -7,12 +7,15 @@ Deletes the user's rows from bronze/events, bronze/quarantine (records whose
 string), silver/sessions, silver/suggestions and gold/refinement_pairs; recomputes the
 days of gold/acceptance_metrics the user's suggestions counted in; vacuums every
 touched table with retention 0, so the old Parquet files holding the rows are gone
-from storage (time travel to versions before the forget is gone too).
+from storage (time travel to versions before the forget is gone too). Before the vacuum,
+each table is purged (:meth:`echo.lake.Lake.purge`): on delta-spark with deletion vectors
+a DELETE only marks rows, and ``REORG TABLE ... APPLY (PURGE)`` rewrites those files.
 
 The user is first recorded (as ``sha256(user_id)``) in ``_echo/forgotten_users``. Bronze
-is deleted as well, so later runs cannot rebuild the rows; but a re-ingest of an old
-input file that holds the user's events WOULD bring them back unless ingest drops them:
-ingest calls :func:`drop_forgotten` on the records it is about to keep. See docs/pairs.md.
+is deleted as well, so later runs cannot rebuild the rows; a re-ingest of an old input
+file that holds the user's events would bring them back, so ingest drops them
+(:func:`echo.stages.ingest.drop_forgotten_users`, called by :mod:`echo.jobs.ingest`).
+See docs/pairs.md.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from echo.progress import Progress
 from echo.spark import spark_session
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
     from echo.lake import Lake
 
@@ -57,16 +60,6 @@ _CHUNK = 500
 
 def user_hash(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
-
-
-def drop_forgotten(lake: Lake, df: DataFrame, column: str = "user_id") -> DataFrame:
-    """``df`` without the rows whose ``column`` is a forgotten user (call from ingest on
-    the events about to be kept, and on any other per-user input)."""
-    if not lake.exists(FORGOTTEN_USERS):
-        return df
-    hashes = lake.read(FORGOTTEN_USERS).select(F.col("user_id_sha256").alias("_forgotten"))
-    keyed = df.withColumn("_forgotten", F.sha2(F.col(column).cast("string"), 256))
-    return keyed.join(F.broadcast(hashes), on="_forgotten", how="left_anti").drop("_forgotten")
 
 
 def is_forgotten(lake: Lake, user_id: str) -> bool:
@@ -154,11 +147,16 @@ def execute(
             info={"echo.stage": STAGE},
         )
         progress.step("gold/acceptance_metrics recomputed", days=len(days))
-    # 4. physically remove the files that held the rows
+    # 4. physically remove the files that held the rows: purge rewrites files whose rows
+    #    a deletion vector only marks as deleted (delta-spark), vacuum removes the old ones
     vacuumed: dict[str, int] = {}
     if vacuum:
         for t in (QUARANTINE, *USER_TABLES, ACCEPTANCE_METRICS):
-            vacuumed[t.name] = lake.vacuum(t, 0) if lake.exists(t) else 0
+            if lake.exists(t):
+                lake.purge(t)
+                vacuumed[t.name] = lake.vacuum(t, 0)
+            else:
+                vacuumed[t.name] = 0
         progress.step("vacuumed (retention 0)", files=sum(vacuumed.values()))
     detail = json.dumps({"deleted": deleted, "metric_days": [str(d) for d in days]}, sort_keys=True)
     lake.merge(

@@ -18,7 +18,7 @@ from echo.errors import InputError
 from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
 from echo.lake.tables import EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
 from echo.progress import Progress
-from echo.sources import list_inputs, read_records
+from echo.sources import READ_ERROR, list_inputs, read_records
 from echo.spark import spark_session
 from echo.stages.ingest import (
     classify,
@@ -29,7 +29,7 @@ from echo.stages.ingest import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from echo.lake import Lake
 
@@ -52,12 +52,13 @@ def execute(
     progress: Progress,
     config_text: str = "{}",
 ) -> dict[str, Any]:
+    # every input is listed and probed (gzip header, Parquet footer), and every record is
+    # read and classified, before the first table is created or written: an unreadable
+    # input is an InputError with the lake as it was (lake.read of a missing table is empty)
     files = list_inputs(events)
     total = sum(f.size for f in files)
     progress.step(f"reading {len(files)} file(s), {total / 1e6:.1f} MB")
     started = datetime.datetime.now(datetime.timezone.utc)
-    for t in (EVENTS, QUARANTINE, INGEST_RUNS):
-        lake.ensure(t)
 
     from echo.jobs.state import latest_run
 
@@ -74,6 +75,12 @@ def execute(
             counts = count_outcomes(classified)
         except Exception as exc:  # a file vanished or became unreadable mid-read
             raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
+        by_reason = counts["quarantined_by_reason"]
+        unreadable = int(by_reason.get(READ_ERROR, 0)) if isinstance(by_reason, dict) else 0
+        if unreadable:
+            raise InputError(_read_error_message(classified, unreadable))
+        for t in (EVENTS, QUARANTINE, INGEST_RUNS):
+            lake.ensure(t)
         progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
                       duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
         info = {"echo.stage": STAGE, "echo.run_no": str(run_no)}
@@ -93,6 +100,20 @@ def execute(
     )  # fmt: skip
     lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
     return {"run_no": run_no, "files": len(files), **counts}
+
+
+def _read_error_message(classified: DataFrame, n: int) -> str:
+    """The first unreadable input (in ingestion order), and how many more there are."""
+    from pyspark.sql import functions as F
+
+    first = (
+        classified.where(F.col("q_reason") == READ_ERROR)
+        .orderBy("path_idx", "pos")
+        .select("q_detail")
+        .first()
+    )
+    message = str(first[0]) if first is not None else "cannot read inputs"
+    return message + (f" (and {n - 1} more unreadable input(s))" if n > 1 else "")
 
 
 def _first_line(exc: BaseException) -> str:

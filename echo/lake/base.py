@@ -21,13 +21,20 @@ if TYPE_CHECKING:
 
 MARKER = "_echo/lake.json"
 
+#: ``--lake uc:catalog.schema``: Unity Catalog table names instead of paths (delta-spark only).
+UC_PREFIX = "uc:"
+
+
+def is_uc(root: str) -> bool:
+    return root.startswith(UC_PREFIX)
+
 
 def join_uri(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
 def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+    return not is_uc(uri) and ("://" not in uri or uri.startswith("file://"))
 
 
 def local_path(uri: str) -> str:
@@ -156,6 +163,12 @@ class Lake(ABC):
     @abstractmethod
     def delete(self, table: Table, predicate: str) -> int:
         """Delete the rows matching a SQL predicate; returns rows deleted."""
+
+    @abstractmethod
+    def purge(self, table: Table) -> None:
+        """Rewrite the data files that still hold rows a DELETE only marked as deleted
+        (deletion vectors), so that a following :meth:`vacuum` removes those rows from
+        storage. A no-op where DELETE already rewrites the files."""
 
     @abstractmethod
     def vacuum(self, table: Table, retention_hours: int) -> int:

@@ -21,12 +21,12 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from echo.errors import LakeError
-from echo.lake.base import Lake, in_predicate, join_uri, spark_uri
+from echo.lake.base import Lake, in_predicate, is_uc, join_uri, spark_uri
 from echo.lake.tables import Table
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 _SPARK_TO_ARROW: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -50,6 +50,14 @@ def arrow_schema(table: Table) -> pa.Schema:
 
 class DeltaRsLake(Lake):
     backend_name = "delta-rs"
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        if is_uc(root):  # else "uc:cat.schema" would silently become a local directory
+            raise LakeError(
+                f"--lake {root}: Unity Catalog names need the delta-spark backend; run on "
+                "Databricks or with --lake-backend delta-spark (delta-spark jars), or pass a path"
+            )
+        super().__init__(spark, root)
 
     def _storage_options(self) -> dict[str, str] | None:
         return None  # object-store credentials come from the environment (AWS_*, AZURE_*, ...)
@@ -233,6 +241,10 @@ class DeltaRsLake(Lake):
             return 0
         metrics = dt.delete(predicate)
         return int(metrics.get("num_deleted_rows", 0) or 0)
+
+    def purge(self, table: Table) -> None:
+        """Nothing to do: delta-rs's DELETE rewrites the files without the rows (it writes
+        no deletion vectors), so :meth:`vacuum` alone removes them from storage."""
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
         dt = self._table(table)

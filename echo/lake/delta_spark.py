@@ -4,7 +4,13 @@ Used when the delta-spark JVM classes are on the classpath (``spark-submit --pac
 io.delta:delta-spark_2.13:4.0.0`` with Delta's two session settings, or any Databricks
 runtime). Thin on purpose: each logical operation is one Delta API call. The lake root
 may also hold Unity Catalog names: ``--lake uc:catalog.schema`` maps ``silver/sessions``
-to the table ``catalog.schema.silver_sessions``.
+to the table ``catalog.schema.silver_sessions`` (:func:`uc_table_name`).
+
+Deletion vectors (on by default for new tables in many Databricks workspaces, or with
+``delta.enableDeletionVectors``): a DELETE then only marks rows in the old files, which
+stay referenced, so VACUUM alone would not remove a forgotten user's rows from storage.
+:meth:`DeltaSparkLake.purge` runs ``REORG TABLE ... APPLY (PURGE)``, which rewrites just
+the files holding soft-deleted rows; the forget job runs it before VACUUM.
 """
 
 from __future__ import annotations
@@ -12,27 +18,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from echo.lake.base import Lake, in_predicate, spark_uri
+from echo.errors import LakeError
+from echo.lake.base import UC_PREFIX, Lake, in_predicate, is_uc, spark_uri
 from echo.lake.tables import Table
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
-UC_PREFIX = "uc:"
+
+def uc_table_name(catalog_schema: str, table: Table) -> str:
+    """``catalog.schema`` + ``silver/sessions`` -> ``catalog.schema.silver_sessions``."""
+    return f"{catalog_schema}.{table.name.replace('/', '_')}"
 
 
 class DeltaSparkLake(Lake):
     backend_name = "delta-spark"
 
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        super().__init__(spark, root)
+        if self.catalog is not None:
+            parts = self.catalog.split(".")
+            if len(parts) != 2 or not all(p.strip() for p in parts):
+                raise LakeError(f"--lake {root}: a Unity Catalog lake is uc:CATALOG.SCHEMA")
+
     # -- naming: paths or Unity Catalog tables --------------------------------------------
     @property
     def catalog(self) -> str | None:
-        return self.root[len(UC_PREFIX) :] if self.root.startswith(UC_PREFIX) else None
+        return self.root[len(UC_PREFIX) :] if is_uc(self.root) else None
 
     def ident(self, table: Table) -> str:
         """SQL identifier of the table: ``delta.`path``` or ``catalog.schema.name``."""
         if self.catalog:
-            return f"{self.catalog}.{table.name.replace('/', '_')}"
+            return uc_table_name(self.catalog, table)
         return f"delta.`{spark_uri(self.path(table))}`"
 
     def check_root(self, *, create: bool) -> None:
@@ -133,6 +150,12 @@ class DeltaSparkLake(Lake):
         before = self.read(table).where(predicate).count()
         self._dt(table).delete(predicate)
         return int(before)
+
+    def purge(self, table: Table) -> None:
+        # rewrites only the files with deletion vectors (none: a no-op); a new version, so
+        # the VACUUM after it removes the old files
+        if self.exists(table):
+            self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
         if not self.exists(table):

@@ -41,9 +41,33 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             diff = (echo["acceptance"] - o["acceptance"]) * 100
             sep = not intervals_overlap(echo["ci95"], o["ci95"])
             word = "beats" if diff > 0 and sep else ("does NOT beat" if diff <= 0 else "is ahead of, but not separated from,")
-            out.append(f"Round {r}: echo-r{r} {word} {other}: {diff:+.1f} points acceptance "
-                       f"({'non-overlapping' if sep else 'overlapping'} 95% CIs).")  # fmt: skip
+            line = (f"Round {r}: echo-r{r} {word} {other}: {diff:+.1f} points acceptance "
+                    f"({'non-overlapping' if sep else 'overlapping'} 95% CIs).")  # fmt: skip
+            if not (diff > 0 and sep):
+                line += " Why: " + _why(rec, echo, o, diff)
+            out.append(line)
     return out
+
+
+def _why(rec: dict[str, Any], echo: dict[str, Any], other: dict[str, Any], diff: float) -> str:
+    """The likeliest reason, from the round's own numbers, that Echo did not win clearly."""
+    pairs = rec["harvest"]["pairs"]
+    refined = int(pairs.get("outcome:refined", 0))
+    n = min(int(echo["shown"]), int(other["shown"]))
+    reasons = []
+    if refined < 30:
+        reasons.append(f"only {refined} refined pairs were harvested ({pairs['total']} in all): too little "
+                       "signal to learn the project's conventions (more --harvest-users or --session-minutes)")  # fmt: skip
+    # the smallest difference a 95% test separates at this sample size (two proportions near p)
+    p = max(0.05, (echo["acceptance"] + other["acceptance"]) / 2)
+    detectable = 100 * 2.8 * (2 * p * (1 - p) / max(n, 1)) ** 0.5
+    if abs(diff) < detectable:
+        reasons.append(f"with {n:,} proposals per arm a difference under ~{detectable:.0f} points cannot be "
+                       "separated (more --eval-users)")  # fmt: skip
+    if not reasons:
+        reasons.append("the fine-tuned model did not propose what these users keep more often "
+                       "(see the outcome mix and the training loss)")  # fmt: skip
+    return "; ".join(reasons) + "."
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
@@ -94,7 +118,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(results["static"]["loss"], color="gray")
-    axes[0].set_title("static pretraining loss (stdlib)")
+    axes[0].set_title("static pretraining loss (stdlib + public code)")
     axes[0].set_xlabel("step")
     for rec in results["rounds"]:
         for arm, t in rec["training"].items():

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from echo.errors import EchoError
+from echo.errors import ConfigError, EchoError
 from echo.loop.config import LoopConfig
 
 
@@ -97,6 +97,8 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     started = time.monotonic()
     log = _log(cfg, started)
     out = Path(cfg.out).resolve()
+    if (out / "results.json").exists() or any(out.glob("round-*")):
+        raise ConfigError(f"{out} already holds a loop run; remove it or pass another --out")
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 

@@ -31,6 +31,16 @@ class Proposer(Protocol):
     def propose_batch(self, contexts: Sequence[Context]) -> list[str]: ...
 
 
+def propose(proposer: Any, prefix: str, suffix: str = "", *, truth: str | None = None) -> str:
+    """One proposal: ``propose(model, prefix, suffix) -> text`` over any batched proposer
+    (``truth``: the true continuation, for proposers whose ``uses_truth`` is True)."""
+    if getattr(proposer, "uses_truth", False):
+        if truth is None:
+            raise ConfigError(f"{proposer.model_id}: this proposer needs the true continuation (truth=...)")
+        return str(proposer.propose_batch([(prefix, suffix)], truths=[truth])[0])
+    return str(proposer.propose_batch([(prefix, suffix)])[0])
+
+
 def cut_lines(text: str, max_lines: int) -> str:
     """``text`` cut to at most ``max_lines`` lines (the last line without its newline)."""
     if max_lines <= 0:

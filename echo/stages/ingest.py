@@ -83,12 +83,13 @@ def classify(records: DataFrame, known_events: DataFrame, known_quarantine: Data
 
 
 def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> DataFrame:
-    """Records of users deleted by ``forget`` are never kept again: a record that would
-    be kept becomes a duplicate (its event was already processed, then erased), and is
+    """Records of users deleted by ``forget`` are never stored again: a record that would
+    be kept or quarantined (a conflicting duplicate of their event, an invalid record
+    naming them) becomes a duplicate (it was already processed, then erased), and is
     counted in ``forgotten`` as well. ``forgotten_hashes``: ``user_id_sha256``."""
     hashes = forgotten_hashes.select(F.col("user_id_sha256").alias("_fh")).distinct().withColumn("_gone", F.lit(True))
     marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(F.broadcast(hashes), "_fh", "left")
-    gone = (F.col("status") == KEPT) & F.col("_gone").isNotNull()
+    gone = F.col("status").isin(KEPT, QUARANTINED) & F.col("_gone").isNotNull()
     return (
         marked.withColumn("forgotten", gone)
         .withColumn("status", F.when(gone, F.lit(DUPLICATE)).otherwise(F.col("status")))

@@ -69,6 +69,7 @@ class Verdict:
     event: dict[str, Any] | None  # the event's columns (valid records only)
     content_hash: str  # identity of the record: canonical JSON, or raw bytes if unparseable
     event_id: str | None  # when the record has a string event_id
+    user_id: str | None = None  # when the record has a string user_id (also if refused)
 
 
 def _reject_constant(name: str) -> Any:
@@ -110,6 +111,7 @@ def _kind_ok(value: Any, kind: str) -> bool:
 def validate_object(obj: dict[str, Any], content_hash: str, *, max_text_bytes: int = 1_048_576) -> Verdict:
     """Validate a parsed record (a JSON object or a Parquet row as a dict)."""
     event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+    user_id = obj.get("user_id") if isinstance(obj.get("user_id"), str) else None
     etype = obj.get("event_type")
     required = dict(COMMON_REQUIRED)
     optional = dict(COMMON_OPTIONAL)
@@ -120,7 +122,7 @@ def validate_object(obj: dict[str, Any], content_hash: str, *, max_text_bytes: i
         optional.update(opt)
 
     def refuse(reason: str, detail: str | None) -> Verdict:
-        return Verdict(reason, detail, None, content_hash, event_id)
+        return Verdict(reason, detail, None, content_hash, event_id, user_id)
 
     for name in required:
         if obj.get(name) is None:
@@ -147,7 +149,7 @@ def validate_object(obj: dict[str, Any], content_hash: str, *, max_text_bytes: i
             return refuse(TEXT_TOO_LARGE, name)
     checked = {**required, **optional}
     event = {c: (obj.get(c) if c in checked else None) for c in EVENT_COLUMNS}
-    return Verdict(None, None, event, content_hash, event_id)
+    return Verdict(None, None, event, content_hash, event_id, user_id)
 
 
 def validate_json_line(raw: bytes, *, max_text_bytes: int = 1_048_576) -> Verdict:

@@ -53,18 +53,38 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_state(
-    engine: Any, directory: str | Path, rank: int, manifest_sha256: str
-) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG; refuse a checkpoint of other data."""
-    import torch
+def check_meta(
+    meta: dict[str, Any], directory: str | Path, manifest_sha256: str, world_size: int
+) -> None:
+    """Refuse a checkpoint of other shards or of another number of workers (one line).
 
-    meta = read_meta(directory)
+    The world size is fixed for a lineage of checkpoints: the DeepSpeed state holds one
+    ZeRO partition per rank and the data cursor counts micro-batches of a split into
+    ``world_size`` equal parts, so neither carries over to another worker count.
+    """
     if meta.get("manifest_sha256") != manifest_sha256:
         raise CheckpointError(
             f"checkpoint {directory} was trained on other shards (manifest "
             f"{str(meta.get('manifest_sha256'))[:12]} != {manifest_sha256[:12]})"
         )
+    saved = meta.get("world_size")
+    if saved is not None and int(saved) != world_size:
+        raise CheckpointError(
+            f"checkpoint {directory} was written by {saved} workers but this run has "
+            f"--num-workers {world_size} (ZeRO partitions and the data split depend on it): "
+            f"resume with --num-workers {saved} or start a new --run-name"
+        )
+
+
+def load_state(
+    engine: Any, directory: str | Path, rank: int, manifest_sha256: str, world_size: int
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG; refuse a checkpoint of other data
+    or of another worker count."""
+    import torch
+
+    meta = read_meta(directory)
+    check_meta(meta, directory, manifest_sha256, world_size)
     load_path, _ = engine.load_checkpoint(
         str(directory), tag=TAG, load_optimizer_states=True, load_lr_scheduler_states=True
     )

@@ -86,6 +86,11 @@ class TrainConfig:
         "",
         "Ray Train storage for checkpoints: a local/shared path or s3://, gs:// (default OUT/ray)",
     )
+    max_failures: int = setting(
+        0,
+        "Ray Train FailureConfig(max_failures): restart the worker group from the latest "
+        "checkpoint after this many worker failures (-1: without limit; 0: fail at once)",
+    )
     resume_from: str = setting(
         "", "a checkpoint directory to start from when the run has none of its own"
     )
@@ -117,6 +122,8 @@ class TrainConfig:
             )
         if self.epochs < 1 and self.max_steps < 1:
             raise ConfigError("set epochs >= 1 or max_steps >= 1")
+        if self.max_failures < -1:
+            raise ConfigError("setting max_failures must be >= -1 (-1: retry without limit)")
         if self.lr <= 0 or self.dpo_beta <= 0:
             raise ConfigError("lr and dpo_beta must be > 0")
         if self.precision in ("bf16", "fp16") and not self.use_gpu:

@@ -2,8 +2,10 @@
 
 For each SFT pair of the split the model completes the FIM prompt greedily; the
 completion is compared with the user's final text (exact match, edit similarity
-``1 - levenshtein / max(len)``, and the share at or above the contract's refine
-threshold 0.5, i.e. a suggestion the user would have kept or refined). The logged
+``1 - levenshtein / max(len)``, and the share at or above the keep threshold, i.e. a
+suggestion the user would have kept or refined: ``--keep-similarity``, else the
+``min_refine_similarity`` the shards' manifest config records, else the contract's
+default 0.5). The logged
 proposals of the deployed model (column ``proposal``) are scored the same way in the
 same run, so the report says whether the new model beats the deployed one.
 """
@@ -21,6 +23,19 @@ from echo.errors import EchoError
 from echo.train.data import open_shards, read_table
 
 KEEP_THRESHOLD = 0.5  # CONTRACT.md section 3: min_refine_similarity default
+
+
+def keep_threshold(manifest_config: dict[str, Any], override: float | None) -> tuple[float, str]:
+    """The "would have been kept" similarity and where it came from (setting/manifest/contract)."""
+    if override is not None:
+        value, source = float(override), "setting"
+    elif manifest_config.get("min_refine_similarity") is not None:
+        value, source = float(manifest_config["min_refine_similarity"]), "manifest"
+    else:
+        value, source = KEEP_THRESHOLD, "contract default"
+    if not 0.0 <= value <= 1.0:
+        raise EchoError(f"keep similarity must be within [0, 1], not {value} ({source})")
+    return value, source
 
 
 def edit_similarity(a: str, b: str) -> float:
@@ -100,11 +115,17 @@ def evaluate(
     max_prompt_tokens: int = 448,
     batch_size: int = 8,
     limit: int = 0,
+    keep_similarity: float | None = None,
 ) -> dict[str, Any]:
-    """Score ``model`` and the logged proposals against the final texts of ``split``."""
+    """Score ``model`` and the logged proposals against the final texts of ``split``.
+
+    ``keep_similarity``: the threshold of the kept share (None: the manifest's
+    ``min_refine_similarity`` if recorded, else 0.5).
+    """
     if split not in ("train", "val", "test"):
         raise EchoError(f"split must be train, val or test, not {split!r}")
     manifest, entries = open_shards(shards, ("sft",), split)
+    threshold, threshold_source = keep_threshold(manifest.config, keep_similarity)
     table = read_table(
         shards, entries["sft"], ["prompt", "completion", "proposal", "language", "suggestion_id"]
     )
@@ -128,9 +149,10 @@ def evaluate(
         "split": split,
         "manifest_sha256": manifest.sha256,
         "pairs": len(finals),
-        "keep_threshold": KEEP_THRESHOLD,
-        "model_metrics": score(preds, finals),
-        "proposal_metrics": score(proposals, finals),
+        "keep_threshold": threshold,
+        "keep_threshold_source": threshold_source,
+        "model_metrics": score(preds, finals, threshold),
+        "proposal_metrics": score(proposals, finals, threshold),
     }
     report["delta"] = {
         k: report["model_metrics"][k] - report["proposal_metrics"][k]
@@ -141,8 +163,8 @@ def evaluate(
         idx = [i for i, x in enumerate(rows["language"]) if str(x) == lang]
         by_lang[lang] = {
             "pairs": len(idx),
-            "model": score([preds[i] for i in idx], [finals[i] for i in idx]),
-            "proposal": score([proposals[i] for i in idx], [finals[i] for i in idx]),
+            "model": score([preds[i] for i in idx], [finals[i] for i in idx], threshold),
+            "proposal": score([proposals[i] for i in idx], [finals[i] for i in idx], threshold),
         }
     report["by_language"] = by_lang
     report["examples"] = [
@@ -168,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-prompt-tokens", type=int, default=448)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0: all)")
+    p.add_argument(
+        "--keep-similarity",
+        type=float,
+        default=None,
+        help="edit similarity at or above which a suggestion counts as kept (default: the "
+        "manifest's min_refine_similarity if recorded, else the contract's 0.5)",
+    )
     p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
     a = p.parse_args(argv)
     report = evaluate(
@@ -178,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_prompt_tokens=a.max_prompt_tokens,
         batch_size=a.batch_size,
         limit=a.limit,
+        keep_similarity=a.keep_similarity,
     )
     text = json.dumps(report, indent=2)
     if a.out:

@@ -77,6 +77,22 @@ def _root_cause(exc: BaseException) -> str:
     return (m.group(1) if m else line or type(exc).__name__)[:400]
 
 
+def _check_resumable(cfg: TrainConfig, manifest_sha: str) -> None:
+    """Refuse, before any worker starts, a checkpoint this run cannot continue from.
+
+    Checks ``--resume-from`` and, on local storage, the checkpoints the run already has
+    under ``STORAGE/RUN_NAME`` (the ones Ray Train would hand to the workers): same
+    shards, same worker count. Object-storage checkpoints are checked on the workers.
+    """
+    from echo.train.checkpoint import META, check_meta, read_meta
+
+    if cfg.resume_from and "://" not in cfg.resume_from:
+        check_meta(read_meta(cfg.resume_from), cfg.resume_from, manifest_sha, cfg.num_workers)
+    if "://" not in cfg.storage_path:
+        for path in sorted((Path(cfg.storage_path) / cfg.run_name).glob(f"checkpoint_*/{META}")):
+            check_meta(read_meta(path.parent), path.parent, manifest_sha, cfg.num_workers)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run a fine-tuning job on the shards; returns the final model path and metrics."""
     from echo.train.model import build_tokenizer, resolve_model_spec, tokenizer_info
@@ -99,14 +115,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         storage = str(Path(storage).resolve())
     cfg = cfg.replace(storage_path=storage, shards=str(Path(cfg.shards).resolve()), out=str(out))
 
-    if cfg.resume_from and "://" not in cfg.resume_from:
-        from echo.train.checkpoint import CheckpointError, read_meta
-
-        meta = read_meta(cfg.resume_from)
-        if meta.get("manifest_sha256") != manifest.sha256:
-            raise CheckpointError(
-                f"checkpoint {cfg.resume_from} was trained on other shards (manifest differs)"
-            )
+    _check_resumable(cfg, manifest.sha256)
 
     tok = build_tokenizer(spec, lambda: _texts(cfg.shards, entries, manifest.fim), manifest.fim)
     tok.save_pretrained(out / "tokenizer")
@@ -141,6 +150,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             name=cfg.run_name,
             storage_path=storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=max(cfg.keep_checkpoints, 1)),
+            # on a worker failure, restart the worker group from the latest checkpoint
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         ),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         datasets=datasets,

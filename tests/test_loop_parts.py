@@ -1,0 +1,114 @@
+"""The experience loop's parts that need no Spark or Ray: the two code conventions,
+the project split and the static model's pretraining samples."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from echo.loop.project import KESTREL, PUBLIC, project_file, public_files, write_project
+from echo.loop.static import fim_parts, fim_sample
+
+KESTREL_MARKERS = re.compile(r"\bkx_|\bKx|\.vault\.|\.trail\.")
+
+
+def test_public_code_has_none_of_the_projects_conventions() -> None:
+    texts = public_files(12, seed=3)
+    assert texts and not any(KESTREL_MARKERS.search(t) for t in texts)
+    kestrel = [project_file(0, i)[1] for i in range(12)]
+    assert all(KESTREL_MARKERS.search(t) for t in kestrel)
+
+
+def test_both_conventions_write_the_same_shape_of_handler() -> None:
+    for st in (KESTREL, PUBLIC):
+        text = public_files(1)[0] if st is PUBLIC else project_file(0, 0)[1]
+        handlers = [b for b in text.split("\n\n\n") if "def " in b and "-> dict:" in b]
+        assert handlers, st.name
+        for h in handlers:
+            lines = h.strip().splitlines()
+            assert lines[0].startswith("@") and lines[-1].strip().startswith("return ")
+            assert f"    {st.rec} = " in h and f"    if {st.rec} is None:" in h
+
+
+def test_project_split_is_disjoint_and_deterministic(tmp_path: Path) -> None:
+    a = write_project(tmp_path / "a", files=9, seed=5)
+    b = write_project(tmp_path / "b", files=9, seed=5)
+    harvest = {p.name for p in a.harvest.glob("*.py")}
+    heldout = {p.name for p in a.heldout.glob("*.py")}
+    assert len(harvest) == a.harvest_files == 6 and len(heldout) == a.heldout_files == 3
+    assert not harvest & heldout
+    for name in harvest:
+        assert (a.harvest / name).read_bytes() == (b.harvest / name).read_bytes()
+
+
+def test_fim_parts_put_the_middle_after_the_prompt_in_both_modes() -> None:
+    assert fim_parts("x = ", "\n", "1", "lm") == ("x = ", "1<|endoftext|>")
+    prompt, completion = fim_parts("x = ", "\ny = 2", "1", "psm")
+    assert prompt == "<fim_prefix>x = <fim_suffix>\ny = 2<fim_middle>"
+    assert completion == "1<|endoftext|>"
+
+
+def test_fim_sample_middle_is_the_rest_of_a_line() -> None:
+    text = "def f(a):\n    return a + 1\n\n\nclass C:\n    pass\n"
+    rng = random.Random(0)
+    for _ in range(50):
+        pre, suf, mid = fim_sample(text, rng, 100, 20)
+        assert pre + mid + suf in text
+        assert "\n" not in mid.lstrip("\n")  # at most the line break before a next line
+        assert suf == "" or suf.startswith("\n")
+
+
+def test_pretraining_rows_tokenize_prompt_and_middle_apart() -> None:
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("transformers")
+    from echo.loop.static import _batches
+    from echo.train.tokenizer import DEFAULT_FIM, train_bpe
+
+    texts = public_files(4)
+    tok = train_bpe(iter(texts), 400, DEFAULT_FIM)
+    rows = next(_batches(texts, [], 0.0, tok, random.Random(1), 8, 10_000, 200, 40, "lm"))
+    rng = random.Random(1)
+    for row in rows:
+        text = texts[rng.randrange(len(texts))]
+        pre, suf, mid = fim_sample(text, rng, 200, 40)
+        prompt, completion = fim_parts(pre, suf, mid, "lm")
+        want = tok(prompt, add_special_tokens=False)["input_ids"] + tok(completion, add_special_tokens=False)["input_ids"]
+        assert row == want
+
+
+def _round(echo: tuple[int, int], static: tuple[int, int], refined: int) -> dict[str, object]:
+    from echo.loop.stats import wilson
+
+    def m(acc: int, shown: int) -> dict[str, object]:
+        return {"shown": shown, "accepted": acc, "acceptance": acc / shown, "ci95": list(wilson(acc, shown))}
+
+    return {"round": 1, "harvest": {"pairs": {"total": refined + 10, "outcome:refined": refined}},
+            "eval": {"metrics": {"echo-r1": m(*echo), "static": m(*static)}}}  # fmt: skip
+
+
+def test_verdict_says_echo_beats_when_the_intervals_separate() -> None:
+    from echo.loop.report import verdicts
+
+    (v,) = verdicts({"rounds": [_round((200, 1000), (80, 1000), refined=120)]})
+    assert "echo-r1 beats static" in v and "+12.0 points" in v and "Why" not in v
+
+
+def test_verdict_says_why_when_echo_does_not_win() -> None:
+    from echo.loop.report import verdicts
+
+    (v,) = verdicts({"rounds": [_round((9, 100), (10, 100), refined=4)]})
+    assert "does NOT beat static" in v
+    assert "only 4 refined pairs" in v and "cannot be separated" in v
+
+
+def test_a_second_loop_run_into_the_same_directory_is_refused(tmp_path: Path) -> None:
+    from echo.errors import ConfigError
+    from echo.loop import tiny
+    from echo.loop.rounds import run_loop
+
+    (tmp_path / "round-1").mkdir()
+    with pytest.raises(ConfigError, match="already holds a loop run"):
+        run_loop(tiny(str(tmp_path)))
