@@ -82,13 +82,14 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     arms = sorted({r["model"].rsplit("-r", 1)[0] for r in rows})
     for k, arm in enumerate(arms):
         pts = [r for r in rows if r["model"].rsplit("-r", 1)[0] == arm]
-        xs = [p["round"] + (k - len(arms) / 2) * 0.06 for p in pts]
+        xs = [p["round"] + (k - (len(arms) - 1) / 2) * 0.08 for p in pts]
         ys = [p["acceptance"] * 100 for p in pts]
         err = [[(p["acceptance"] - p["ci95"][0]) * 100 for p in pts], [(p["ci95"][1] - p["acceptance"]) * 100 for p in pts]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=arm)
     ax.set_xlabel("round (held-out users)")
     ax.set_ylabel("acceptance rate, % (95% Wilson CI)")
     ax.set_xticks([rec["round"] for rec in results["rounds"]])
+    ax.set_xlim(0.5, len(results["rounds"]) + 0.5)
     ax.legend()
     ax.set_title("Acceptance by round")
     fig.tight_layout()
