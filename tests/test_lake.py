@@ -92,6 +92,20 @@ def test_failed_write_leaves_the_table_at_its_last_version(backend_lake, spark):
     assert backend_lake.read(SESSIONS).count() == 3
 
 
+def test_failed_delta_rs_write_leaves_no_staging_folder(spark, tmp_path):
+    from pathlib import Path
+
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    lake.append(SESSIONS, spark.createDataFrame(rows(3), SESSIONS.schema))
+    boom = F.udf(lambda s: (_ for _ in ()).throw(RuntimeError("task failed")) if s else s)
+    bad = spark.createDataFrame(rows(3, start=9), SESSIONS.schema).withColumn("session_id", boom("session_id"))
+    with pytest.raises(Exception, match="task failed"):
+        lake.append(SESSIONS, bad)
+    root = Path(lake.path(SESSIONS))
+    assert root.is_dir() and not list(root.glob("_staging-*"))
+
+
 def test_delta_rs_files_are_spark_written_parquet_with_row_counts(spark, tmp_path):
     lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
     lake.check_root(create=True)

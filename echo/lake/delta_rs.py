@@ -128,12 +128,11 @@ class DeltaRsLake(Lake):
         writer = df.write.mode("errorifexists")
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
-        writer.parquet(spark_uri(staging))
-
         fs, base = self._fs(staging)
         _, table_base = self._fs(self.path(table))
         actions = []
-        try:
+        try:  # the staging folder goes in every case: vacuum skips names starting with '_'
+            writer.parquet(spark_uri(staging))
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
             for info in infos:
                 if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
@@ -163,7 +162,8 @@ class DeltaRsLake(Lake):
                     )
                 )
         finally:
-            fs.delete_dir(base)
+            if fs.get_file_info(base).type != pafs.FileType.NotFound:
+                fs.delete_dir(base)
         return actions
 
     def _commit(

@@ -4,7 +4,7 @@
 ``event_id``, any order) and returns one row per suggestion of that document: its
 outcome, and for accepted suggestions the tracked region's final text. It is plain
 Python (stdlib + rapidfuzz) so the track stage can call it inside Spark's
-``groupBy("doc_id").applyInPandas(...)`` and tests can call it directly.
+``groupBy("doc_id").applyInArrow(...)`` and tests can call it directly.
 
 Choices where the contract is silent (also in the project docs):
 
