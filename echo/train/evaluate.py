@@ -3,9 +3,8 @@
 For each SFT pair of the split the model completes the FIM prompt greedily; the
 completion is compared with the user's final text (exact match, edit similarity
 ``1 - levenshtein / max(len)``, and the share at or above the keep threshold, i.e. a
-suggestion the user would have kept or refined: ``--keep-similarity``, else the
-``min_refine_similarity`` the shards' manifest config records, else the contract's
-default 0.5). The logged
+suggestion the user would have kept or refined: ``--keep-similarity``, default the
+contract's ``min_refine_similarity`` 0.5). The logged
 proposals of the deployed model (column ``proposal``) are scored the same way in the
 same run, so the report says whether the new model beats the deployed one.
 """
@@ -25,12 +24,10 @@ from echo.train.data import open_shards, read_table
 KEEP_THRESHOLD = 0.5  # CONTRACT.md section 3: min_refine_similarity default
 
 
-def keep_threshold(manifest_config: dict[str, Any], override: float | None) -> tuple[float, str]:
-    """The "would have been kept" similarity and where it came from (setting/manifest/contract)."""
+def keep_threshold(override: float | None) -> tuple[float, str]:
+    """The "would have been kept" similarity and where it came from (setting/contract)."""
     if override is not None:
         value, source = float(override), "setting"
-    elif manifest_config.get("min_refine_similarity") is not None:
-        value, source = float(manifest_config["min_refine_similarity"]), "manifest"
     else:
         value, source = KEEP_THRESHOLD, "contract default"
     if not 0.0 <= value <= 1.0:
@@ -119,13 +116,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score ``model`` and the logged proposals against the final texts of ``split``.
 
-    ``keep_similarity``: the threshold of the kept share (None: the manifest's
-    ``min_refine_similarity`` if recorded, else 0.5).
+    ``keep_similarity``: the threshold of the kept share (None: the contract's 0.5).
     """
     if split not in ("train", "val", "test"):
         raise EchoError(f"split must be train, val or test, not {split!r}")
     manifest, entries = open_shards(shards, ("sft",), split)
-    threshold, threshold_source = keep_threshold(manifest.config, keep_similarity)
+    threshold, threshold_source = keep_threshold(keep_similarity)
     table = read_table(
         shards, entries["sft"], ["prompt", "completion", "proposal", "language", "suggestion_id"]
     )
@@ -195,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=None,
         help="edit similarity at or above which a suggestion counts as kept (default: the "
-        "manifest's min_refine_similarity if recorded, else the contract's 0.5)",
+        "contract's min_refine_similarity, 0.5)",
     )
     p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
     a = p.parse_args(argv)
