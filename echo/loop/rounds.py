@@ -115,7 +115,7 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
         steps=cfg.static_steps, batch_size=cfg.static_batch, lr=cfg.static_lr, max_files=cfg.static_files,
         vocab_size=cfg.vocab_size, seed=cfg.seed, prefix_chars=cfg.prefix_chars,
         suffix_chars=cfg.suffix_chars, extra_texts=public_files(cfg.static_public_files, seed=cfg.seed + 1),
-        extra_share=cfg.static_public_share if cfg.static_public_files else 0.0, fim_mode=cfg.fim_mode, log=log,
+        extra_share=cfg.static_public_share, fim_mode=cfg.fim_mode, log=log,
     )  # fmt: skip
     lap("static_pretraining_s", t0)
     log(f"static model: {static.params:,} params, {static.steps} steps, loss {static.losses[-1]:.3f}")
