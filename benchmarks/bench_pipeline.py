@@ -82,7 +82,7 @@ def main() -> int:
 
     from echo.config import LakeConfig, PipelineConfig
     from echo.jobs import ingest, sessionize, track
-    from echo.jobs.common import open_job_lake
+    from echo.lake import open_lake
     from echo.progress import Progress
     from echo.spark import get_spark
 
@@ -101,7 +101,8 @@ def main() -> int:
             row["scan_lines"] = lines
         row["scan_peak_rss_gb"] = mem.peak / 1e9
         lake_cfg, cfg = LakeConfig(lake=str(lake_dir)), PipelineConfig()
-        lake = open_job_lake(spark, lake_cfg, create=True)
+        lake = open_lake(spark, lake_cfg.lake)  # one process, a fresh lake: no lease needed
+        lake.check_root(create=True)
         paths = [str(b) for b in batches]
         for stage, fn in (
             ("ingest", lambda p, lake=lake, cfg=cfg, paths=paths: ingest.execute(spark, lake, paths, cfg, progress=p)),

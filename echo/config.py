@@ -50,9 +50,15 @@ class LakeConfig:
         choices=("auto", "delta-rs", "delta-spark"),
     )
     buckets: int = setting(
-        16,
-        "user-hash buckets that partition silver/gold tables; an incremental run rewrites "
-        "only the buckets of users with new events",
+        0,
+        "user-hash buckets that partition silver/gold tables, fixed when the lake is created "
+        "(0: the lake's own value; 16 for a new lake); a run that asks for another value "
+        "than the lake's is refused",
+    )
+    wait_s: float = setting(
+        0.0,
+        "seconds to wait when another run holds the lake (0: fail at once, naming the "
+        "holder); one writer per lake at a time",
     )
     master: str = setting(
         "",

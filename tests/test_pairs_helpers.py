@@ -71,6 +71,7 @@ class FakeUpstream:
         self.spark = spark
         self.lake: Lake = open_lake(spark, root, "delta-rs")
         self.lake.check_root(create=True)
+        self.lake.buckets = BUCKETS
         self.rows: dict[str, dict[str, Any]] = {}
         self.run_no = 0
 

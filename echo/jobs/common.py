@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from echo.config import LakeConfig, PipelineConfig, add_config_args, resolve, to_dict
@@ -40,8 +41,10 @@ def parse(
     lake_cfg = configs[0]
     if not lake_cfg.lake:
         raise ConfigError("--lake DIR is required (a local path or an object-store URI)")
-    if lake_cfg.buckets < 1:
-        raise ConfigError("--buckets must be at least 1")
+    if lake_cfg.buckets < 0:
+        raise ConfigError("--buckets must be at least 1 (or 0: the lake's own value)")
+    if lake_cfg.wait_s < 0:
+        raise ConfigError("--wait-s must be >= 0")
     for c in configs:
         if isinstance(c, PipelineConfig):
             validate_pipeline(c)
@@ -59,12 +62,29 @@ def validate_pipeline(cfg: PipelineConfig) -> None:
         raise ConfigError("--max-text-bytes must be positive")
 
 
-def open_job_lake(spark: SparkSession, cfg: LakeConfig, *, create: bool = False) -> Lake:
+@contextlib.contextmanager
+def open_job_lake(
+    spark: SparkSession, cfg: LakeConfig, *, create: bool = False, command: str = "run"
+) -> Iterator[Lake]:
+    """The lake of a writing command, held for it alone: check the root (``create`` a new
+    lake), take the lake's lease (one writer at a time; refuse or wait for a live holder),
+    check the lake's invariants (``--buckets``), and give the lease back at the end."""
     from echo.lake import open_lake
+    from echo.lake.lease import hold
 
     lake = open_lake(spark, cfg.lake, cfg.lake_backend)
     lake.check_root(create=create)
-    return lake
+    if not cfg.buckets and lake.lease_store().read() is None and lake.has_data_tables():
+        raise ConfigError(
+            f"lake {lake.root} predates recorded buckets: pass --buckets N once, with the "
+            "value it was built with (16 unless you chose another)"
+        )
+    lease = hold(lake, command, buckets=cfg.buckets, wait_s=cfg.wait_s)
+    try:
+        yield lake
+    finally:
+        lease.release()
+        lake.lease = None
 
 
 def emit_report(name: str, report: dict[str, Any], args: argparse.Namespace) -> None:
@@ -98,8 +118,7 @@ def stage_main(
     if hasattr(cfg, "validate"):
         cfg.validate()
     progress = Progress(stage, quiet=args.quiet)
-    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
+    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage) as lake:
         report = execute(spark, lake, lake_cfg, cfg, progress=progress)
     emit_report(stage, report, args)
     return 0

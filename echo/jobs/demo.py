@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lake_cfg = LakeConfig(lake=str(out / "lake"))
     cfg, pcfg = PipelineConfig(), PairsConfig()
     reports = []
-    with spark_session("echo-demo") as spark:
-        lake = open_job_lake(spark, lake_cfg, create=True)
+    with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo") as lake:
         for batch in sim.batch_dirs:
             q = args.quiet
             r: dict[str, Any] = {"batch": batch.name}

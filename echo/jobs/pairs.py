@@ -91,7 +91,7 @@ def execute(
     sha = config_sha(cfg)
     stored = _stored_config_sha(lake)
     rebuild = cfg.rebuild or (stored is not None and stored != sha)
-    users, since, up_to = users_to_recompute(lake, lake_cfg.buckets, rebuild=rebuild)
+    users, since, up_to = users_to_recompute(lake, lake.buckets, rebuild=rebuild)
     users = users.cache()
     source_version = lake.version(SUGGESTIONS) or 0
     empty_counts = {
@@ -120,7 +120,7 @@ def execute(
                 "pairs built", candidates=stats["candidates"], kept=stats["pairs_written"]
             )
             gold = processed.where(F.col("drop_reason").isNull()).withColumn(
-                "user_bucket", user_bucket("user_id", lake_cfg.buckets)
+                "user_bucket", user_bucket("user_id", lake.buckets)
             )
             info = {
                 "echo.stage": STAGE,

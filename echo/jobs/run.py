@@ -26,8 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, (lake_cfg, cfg, pairs_cfg) = parse(parser, argv, PipelineConfig, PairsConfig)
     list_inputs(args.events)  # fail fast on missing inputs, before any session or table
     report: dict[str, Any] = {}
-    with spark_session("echo-run", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg, create=True)
+    with spark_session("echo-run", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, create=True, command="run") as lake:
         report["ingest"] = ingest.execute(
             spark, lake, args.events, cfg, progress=Progress("ingest", quiet=args.quiet),
             config_text=config_json(lake_cfg, cfg, pairs_cfg),

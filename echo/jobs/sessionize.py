@@ -30,7 +30,7 @@ def execute(
     spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
 ) -> dict[str, Any]:
     lake.ensure(SESSIONS)
-    users, since, up_to = affected_users(lake, STAGE, lake_cfg.buckets)
+    users, since, up_to = affected_users(lake, STAGE, lake.buckets)
     users = users.cache()
     try:
         n_users = users.count()
@@ -38,7 +38,7 @@ def execute(
         if n_users == 0:
             set_watermark(lake, STAGE, up_to, {"users": 0})
             return {"users": 0, "sessions_written": 0, "run_no": up_to}
-        sessions = sessionize(events_of(lake, users, up_to), gap_s=cfg.session_gap_s, buckets=lake_cfg.buckets)
+        sessions = sessionize(events_of(lake, users, up_to), gap_s=cfg.session_gap_s, buckets=lake.buckets)
         sessions = sessions.cache()
         n_sessions = sessions.count()
         buckets = rewrite_users(lake, SESSIONS, sessions, users, info={"echo.stage": STAGE, "echo.run_no": str(up_to)})

@@ -39,7 +39,7 @@ def execute(
 ) -> dict[str, Any]:
     lake.ensure(SUGGESTIONS)
     lake.ensure(ACCEPTANCE_METRICS)
-    users, since, up_to = affected_users(lake, STAGE, lake_cfg.buckets)
+    users, since, up_to = affected_users(lake, STAGE, lake.buckets)
     users = users.cache()
     try:
         n_users = users.count()
@@ -49,7 +49,7 @@ def execute(
             return {"run_no": up_to, "users": 0, "suggestions_written": 0}
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
         events = assign_sessions(events_of(lake, users, up_to), gap_s=cfg.session_gap_s)
-        suggestions = track(events, settings=settings, buckets=lake_cfg.buckets).cache()
+        suggestions = track(events, settings=settings, buckets=lake.buckets).cache()
         n_sugg = suggestions.count()
         progress.step("documents replayed", suggestions=n_sugg)
         old = lake.read(SUGGESTIONS).join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")

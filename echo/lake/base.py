@@ -19,6 +19,8 @@ from echo.lake.tables import Table
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from echo.lake.lease import Lease, LeaseStore
+
 MARKER = "_echo/lake.json"
 
 #: ``--lake uc:catalog.schema``: Unity Catalog table names instead of paths (delta-spark only).
@@ -72,6 +74,9 @@ class Lake(ABC):
             raise LakeError("no lake given: pass --lake DIR (a local path or an object-store URI)")
         self.spark = spark
         self.root = os.path.abspath(root) if is_local(root) and "://" not in root else root.rstrip("/")
+        self._buckets = 0
+        #: the single-writer lease this process holds on the lake, if any
+        self.lease: Lease | None = None
 
     # -- lake root -------------------------------------------------------------------
     def path(self, table: Table) -> str:
@@ -95,6 +100,39 @@ class Lake(ABC):
                     "refusing to write tables into it"
                 )
         self._write_text(join_uri(self.root, MARKER), json.dumps({"format": "echo-lake", "version": 1}))
+
+    # -- the single-writer lease (echo.lake.lease) ---------------------------------------
+    def lease_store(self) -> LeaseStore:
+        """Where this lake's lease row lives (a Delta table under ``_echo/lease``)."""
+        from echo.lake.lease import DeltaRsLeaseStore
+
+        return DeltaRsLeaseStore(self)
+
+    @property
+    def buckets(self) -> int:
+        """The lake's user-hash buckets: an invariant recorded when the lake was created
+        (``_echo/lease``); 16 for a lake that records none yet."""
+        if not self._buckets:
+            from echo.lake.lease import DEFAULT_BUCKETS
+
+            row = self.lease_store().read()
+            self._buckets = int(row["buckets"]) if row else DEFAULT_BUCKETS
+        return self._buckets
+
+    @buckets.setter
+    def buckets(self, value: int) -> None:
+        self._buckets = int(value)
+
+    def has_data_tables(self) -> bool:
+        from echo.lake.tables import ALL_TABLES
+
+        return any(self.exists(t) for t in ALL_TABLES)
+
+    def before_commit(self) -> None:
+        """Every backend calls this before a commit: a run whose lease was lost (another
+        run took the lake over) must not write."""
+        if self.lease is not None:
+            self.lease.check()
 
     # -- storage primitives (local or object store) --------------------------------------
     def _fs(self, uri: str) -> tuple[Any, str]:

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import pyarrow as pa
-
 from echo.errors import LakeError
+from echo.lake.arrow import SPARK_TO_ARROW, arrow_schema
 from echo.lake.base import Lake, in_predicate, is_uc, join_uri, spark_uri
 from echo.lake.tables import Table
 
@@ -28,24 +27,10 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
 
-_SPARK_TO_ARROW: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "bigint": pa.int64(),
-    "int": pa.int32(),
-    "double": pa.float64(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "binary": pa.binary(),
-    "boolean": pa.bool_(),
-}
-
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
-
-def arrow_schema(table: Table) -> pa.Schema:
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], f.nullable) for f in table.schema.fields]
-    )
+#: Kept for callers of the old private name; use :mod:`echo.lake.arrow`.
+_SPARK_TO_ARROW = SPARK_TO_ARROW
 
 
 class DeltaRsLake(Lake):
@@ -81,6 +66,7 @@ class DeltaRsLake(Lake):
 
         if self._table(table) is not None:
             return
+        self.before_commit()
         DeltaTable.create(
             self.path(table),
             schema=arrow_schema(table),
@@ -177,6 +163,7 @@ class DeltaRsLake(Lake):
     ) -> None:
         from deltalake import CommitProperties
 
+        self.before_commit()
         dt = self._table(table)
         if dt is None:
             raise LakeError(f"{self.path(table)} vanished during the write")
@@ -239,6 +226,7 @@ class DeltaRsLake(Lake):
         dt = self._table(table)
         if dt is None:
             return 0
+        self.before_commit()
         metrics = dt.delete(predicate)
         return int(metrics.get("num_deleted_rows", 0) or 0)
 

@@ -52,6 +52,14 @@ class DeltaSparkLake(Lake):
             return uc_table_name(self.catalog, table)
         return f"delta.`{spark_uri(self.path(table))}`"
 
+    def lease_store(self) -> Any:
+        """Path lakes keep the lease table at ``_echo/lease`` (delta-rs commits it, the
+        same put-if-absent log as Delta's); a Unity Catalog lake keeps it as the table
+        ``catalog.schema._echo_lease``, swapped with Delta's MERGE."""
+        if not self.catalog:
+            return super().lease_store()
+        return SparkLeaseStore(self)
+
     def check_root(self, *, create: bool) -> None:
         if self.catalog:
             return  # Unity Catalog governs the schema's existence
@@ -107,6 +115,7 @@ class DeltaSparkLake(Lake):
         return w
 
     def _save(self, table: Table, writer: Any) -> None:
+        self.before_commit()
         if self.catalog:
             writer.saveAsTable(self.ident(table))
         else:
@@ -135,6 +144,7 @@ class DeltaSparkLake(Lake):
     def merge(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         self.ensure(table)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in table.keys)
+        self.before_commit()
         (
             self._dt(table)
             .alias("t")
@@ -148,6 +158,7 @@ class DeltaSparkLake(Lake):
         if not self.exists(table):
             return 0
         before = self.read(table).where(predicate).count()
+        self.before_commit()
         self._dt(table).delete(predicate)
         return int(before)
 
@@ -155,6 +166,7 @@ class DeltaSparkLake(Lake):
         # rewrites only the files with deletion vectors (none: a no-op); a new version, so
         # the VACUUM after it removes the old files
         if self.exists(table):
+            self.before_commit()
             self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
@@ -163,3 +175,50 @@ class DeltaSparkLake(Lake):
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         self._dt(table).vacuum(retention_hours)
         return 0
+
+
+class SparkLeaseStore:
+    """The lease row in a Unity Catalog table, through delta-spark (see echo.lake.lease)."""
+
+    def __init__(self, lake: DeltaSparkLake) -> None:
+        from echo.lake.tables import LAKE_LEASE
+
+        self.lake = lake
+        self.table = LAKE_LEASE
+
+    def read(self) -> dict[str, Any] | None:
+        if not self.lake.exists(self.table):
+            return None
+        rows = self.lake.read(self.table).collect()
+        return rows[0].asDict() if rows else None
+
+    def create(self, row: dict[str, Any]) -> bool:
+        df = self.lake.spark.createDataFrame([row], self.table.schema)
+        try:  # version 0 with the row, or nothing: a concurrent creator wins
+            df.write.format("delta").mode("errorifexists").saveAsTable(self.lake.ident(self.table))
+        except Exception:
+            if self.read() is None:
+                raise
+            return False
+        return True
+
+    def swap(self, expected_holder: str, expected_state: str, row: dict[str, Any]) -> None:
+        from echo.lake.lease import LeaseConflict
+
+        src = self.lake.spark.createDataFrame([row], self.table.schema)
+        cond = f"t.holder = {_sql(expected_holder)} AND t.state = {_sql(expected_state)}"
+        try:
+            (
+                self.lake._dt(self.table).alias("t")
+                .merge(src.alias("s"), "t.slot = s.slot")
+                .whenMatchedUpdateAll(condition=cond)
+                .execute()
+            )  # fmt: skip
+        except Exception as exc:  # io.delta.exceptions.ConcurrentModificationException family
+            if "Concurrent" in type(exc).__name__ or "Concurrent" in str(exc):
+                raise LeaseConflict(str(exc)) from None
+            raise
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -273,6 +273,31 @@ FORGOTTEN_USERS = Table(
     description="users deleted by 'forget' (hashed); ingest drops their records",
 )
 
+#: The lake's lease and invariants: one row (``slot`` 0). Created with the lake in one
+#: put-if-absent Delta commit (version 0) that fixes ``buckets`` and ``format_version``
+#: for the lake's life; every writing command then takes the lease with a conditional
+#: MERGE (see :mod:`echo.lake.lease`). Coordination state, not data: not in ALL_TABLES.
+LAKE_LEASE = Table(
+    name="_echo/lease",
+    schema=StructType(
+        [
+            _f("slot", I, False),
+            _f("buckets", I, False),  # lake invariant: user-hash buckets of silver/gold
+            _f("format_version", I, False),  # lake invariant: layout version
+            _f("state", S, False),  # held | released
+            _f("holder", S, False),  # unique id of the holding run (a fresh uuid per run)
+            _f("command", S),  # what holds it: "run", "forget", ...
+            _f("host", S),
+            _f("pid", L),
+            _f("acquired_ms", L),
+            _f("expires_ms", L),  # a holder renews this; past it the lease is free
+        ]
+    ),
+    partition_by=(),
+    keys=("slot",),
+    description="the lake's single-writer lease and its invariants (buckets, format version)",
+)
+
 ALL_TABLES: tuple[Table, ...] = (
     EVENTS,
     QUARANTINE,

@@ -38,22 +38,22 @@ def run_pipeline(
 
     lake_cfg = LakeConfig(lake=str(lake_dir))
     cfg, pcfg = PipelineConfig(), PairsConfig(train_ratio=1.0, val_ratio=0.0, test_ratio=0.0)
-    lake = open_job_lake(spark, lake_cfg, create=True)
-    reports: list[dict[str, Any]] = []
-    for batch in batch_dirs:
-        r: dict[str, Any] = {"batch": batch.name}
-        r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=quiet),
-                                     config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
-        r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=quiet))
-        r["track"] = track.execute(spark, lake, lake_cfg, cfg, progress=Progress("track", quiet=quiet))
-        if pairs:
-            r["pairs"] = pairs_job.execute(spark, lake, lake_cfg, pcfg, progress=Progress("pairs", quiet=quiet))
-        reports.append(r)
-    out: dict[str, Any] = {"lake": str(lake_dir), "batches": reports}
-    if shards_out is not None:
-        scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars,
-                            fim_mode=fim_mode)  # fmt: skip
-        out["shards"] = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=quiet))
+    with open_job_lake(spark, lake_cfg, create=True, command="loop") as lake:
+        reports: list[dict[str, Any]] = []
+        for batch in batch_dirs:
+            r: dict[str, Any] = {"batch": batch.name}
+            r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=quiet),
+                                         config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
+            r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=quiet))
+            r["track"] = track.execute(spark, lake, lake_cfg, cfg, progress=Progress("track", quiet=quiet))
+            if pairs:
+                r["pairs"] = pairs_job.execute(spark, lake, lake_cfg, pcfg, progress=Progress("pairs", quiet=quiet))
+            reports.append(r)
+        out: dict[str, Any] = {"lake": str(lake_dir), "batches": reports}
+        if shards_out is not None:
+            scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars,
+                                fim_mode=fim_mode)  # fmt: skip
+            out["shards"] = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=quiet))
     return out
 
 
