@@ -26,6 +26,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check echo jobs tests benchmarks
 	$(BIN)/mypy echo
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache spark-warehouse

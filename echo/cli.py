@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("echo.train.cli", "fine-tune a causal LM on the shards (Ray Train + DeepSpeed)"),
     "evaluate": ("echo.train.evaluate", "offline evaluation of a model on the val/test pairs"),
     "loop": ("echo.loop.cli", "the experience loop: deploy, harvest, retrain, measure"),
-    "demo": ("echo.jobs.demo", "the experience loop at demo size (--data-only: the data pipeline alone)"),
+    "demo": ("echo.demo", "the experience loop at demo size (--data-only: the data pipeline alone)"),
 }
 
 PROG = "echo-pipeline"

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from echo import contract
 from echo.errors import ConfigError
 
 T = TypeVar("T")
@@ -71,13 +72,13 @@ class LakeConfig:
 class PipelineConfig:
     """Settings of the contract's stages (CONTRACT.md sections 1-3)."""
 
-    session_gap_s: int = setting(1800, "a gap strictly greater than this many seconds splits sessions")
-    refine_window_s: int = setting(600, "seconds after the accept during which edits refine it")
+    session_gap_s: int = setting(contract.SESSION_GAP_S, "a gap strictly greater than this many seconds splits sessions")
+    refine_window_s: int = setting(contract.REFINE_WINDOW_S, "seconds after the accept during which edits refine it")
     min_refine_similarity: float = setting(
-        0.5, "edit similarity at or above which a changed suggestion is 'refined', else 'rewritten'"
+        contract.MIN_REFINE_SIMILARITY, "edit similarity at or above which a changed suggestion is 'refined', else 'rewritten'"
     )
     max_text_bytes: int = setting(
-        1_048_576, "UTF-8 size above which a text field is quarantined as text_too_large"
+        contract.MAX_TEXT_BYTES, "UTF-8 size above which a text field is quarantined as text_too_large"
     )
 
 

@@ -355,13 +355,9 @@ def records_schema() -> Any:
 
 
 def _arrow_records_schema() -> Any:
-    import pyarrow as pa
+    from echo.lake.arrow import to_arrow_schema
 
-    from echo.lake.delta_rs import _SPARK_TO_ARROW
-
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], f.nullable) for f in records_schema().fields]
-    )
+    return to_arrow_schema(records_schema())
 
 
 def _batches(rows: Iterator[RecordRow], schema: Any, size: int = 4096) -> Iterator[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from helpers import Ev, write_jsonl
-from test_pairs_helpers import BUCKETS, T0, FakeUpstream, run_pairs, suggestion
+from upstream import BUCKETS, T0, FakeUpstream, run_pairs, suggestion
 
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
@@ -26,7 +26,7 @@ VICTIM = "user-forget-me"
 
 
 def _lake_with_two_users(spark: Any, root: str) -> FakeUpstream:
-    from echo.jobs.incremental import user_bucket
+    from echo.lake.partitioning import user_bucket
     from echo.stages.track import acceptance_metrics
 
     up = FakeUpstream(spark, root)

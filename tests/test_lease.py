@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CONTRACT_SAMPLE, ROOT
+from helpers import read_table
 
 from echo.errors import EchoError, LakeError
 from echo.lake import open_lake
-from echo.lake.lease import DeltaRsLeaseStore, Lease, LakeBusy, hold
+from echo.lake.lease import DeltaRsLeaseStore, LakeBusy, Lease, hold
 from echo.lake.tables import ALL_TABLES
-from tests.conftest import CONTRACT_SAMPLE, ROOT
-from tests.helpers import read_table
 
 
 def _lake(spark: Any, root: str) -> Any:

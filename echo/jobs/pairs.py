@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import rewrite_users, user_bucket
+from echo.jobs.incremental import rewrite_users
 from echo.jobs.state import latest_run, set_watermark, watermark
+from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from echo.errors import LakeError
-from echo.lake.arrow import SPARK_TO_ARROW, arrow_schema
+from echo.lake.arrow import arrow_schema
 from echo.lake.base import Lake, in_predicate, is_uc, join_uri, spark_uri
 from echo.lake.tables import Table
 
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-
-#: Kept for callers of the old private name; use :mod:`echo.lake.arrow`.
-_SPARK_TO_ARROW = SPARK_TO_ARROW
-
 
 class DeltaRsLake(Lake):
     backend_name = "delta-rs"

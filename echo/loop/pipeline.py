@@ -68,14 +68,13 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from deltalake import DeltaTable
 
+    from echo.lake.readers import read_arrow
+    from echo.lake.tables import SUGGESTIONS
     from echo.shards.manifest import Manifest, describe_shard, load_manifest, write_manifest
 
     manifest = load_manifest(echo_shards)
-    sugg = DeltaTable(str(lake_dir / "silver" / "suggestions")).to_pyarrow_table(
-        columns=["suggestion_id", "accepted_text", "proposal"]
-    ).to_pydict()
+    sugg = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "accepted_text", "proposal"]).to_pydict()
     accepted = dict(zip(sugg["suggestion_id"], sugg["accepted_text"], strict=True))
     if out.exists():
         shutil.rmtree(out)

@@ -34,6 +34,8 @@ from typing import Any
 
 from rapidfuzz.distance import Indel, Levenshtein
 
+from echo import contract
+
 __all__ = ["OUTPUT_COLUMNS", "ReplaySettings", "edit_similarity", "replay_document"]
 
 
@@ -42,8 +44,8 @@ class ReplaySettings:
     """The two settings of section 3 (CLI: ``--refine-window-s``,
     ``--min-refine-similarity``)."""
 
-    refine_window_s: int = 600
-    min_refine_similarity: float = 0.5
+    refine_window_s: int = contract.REFINE_WINDOW_S
+    min_refine_similarity: float = contract.MIN_REFINE_SIMILARITY
 
 
 #: The keys of every row returned by :func:`replay_document`, in order.

@@ -37,7 +37,7 @@ def assign_sessions(events: DataFrame, *, gap_s: int) -> DataFrame:
 
 def sessionize(events: DataFrame, *, gap_s: int, buckets: int) -> DataFrame:
     """silver/sessions rows of the given events' users."""
-    from echo.jobs.incremental import user_bucket
+    from echo.lake.partitioning import user_bucket
 
     s = (
         assign_sessions(events, gap_s=gap_s)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pyspark.sql import functions as F
 
+from echo import contract
 from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, SUGGESTIONS
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 #: Outcomes that count as accepted in the metrics (CONTRACT.md 5).
-ACCEPTED_OUTCOMES = ("kept", "refined", "rewritten", "deleted", "replay_gap", "orphan")
+ACCEPTED_OUTCOMES = contract.ACCEPTED_OUTCOMES
 NOT_ACCEPTED = ("rejected", "ignored")
 
 REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields] + ["session_id", "session_end_ts_ms"]
@@ -35,11 +36,9 @@ def _replay_schema() -> Any:
 
 
 def _arrow_schema() -> pa.Schema:
-    from echo.lake.delta_rs import _SPARK_TO_ARROW
+    from echo.lake.arrow import to_arrow_schema
 
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in _replay_schema().fields]
-    )
+    return to_arrow_schema(_replay_schema(), all_nullable=True)
 
 
 def _replay_group(settings: ReplaySettings) -> Any:
@@ -64,7 +63,7 @@ def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
 
 def track(events: DataFrame, *, settings: ReplaySettings, buckets: int) -> DataFrame:
     """silver/suggestions rows from events with session columns (see assign_sessions)."""
-    from echo.jobs.incremental import user_bucket
+    from echo.lake.partitioning import user_bucket
 
     return replay(events, settings=settings).withColumn("user_bucket", user_bucket("user_id", buckets)).select(
         *SUGGESTIONS.columns

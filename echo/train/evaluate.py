@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from echo import contract
 from echo.errors import EchoError
 from echo.train.data import open_shards, read_table
 
-KEEP_THRESHOLD = 0.5  # CONTRACT.md section 3: min_refine_similarity default
+KEEP_THRESHOLD = contract.MIN_REFINE_SIMILARITY  # CONTRACT.md section 3
 
 
 def keep_threshold(override: float | None) -> tuple[float, str]:

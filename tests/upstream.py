@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from echo.jobs.incremental import rewrite_users, user_bucket
+from echo.jobs.incremental import rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake import Lake, open_lake
+from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress

@@ -80,20 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         scfg = ShardsConfig(out=str(out / "shards"))
         r_shards = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=args.quiet))
         from echo.lake.tables import ACCEPTANCE_METRICS
+        from echo.metrics import SUM_COLUMNS, acceptance_by_model
 
-        m = (
-            lake.read(ACCEPTANCE_METRICS)
-            .groupBy("model_id")
-            .sum("shown", "accepted", "kept", "refined")
-            .orderBy("model_id")
-            .collect()
-        )
+        gold = lake.read(ACCEPTANCE_METRICS).select("model_id", *SUM_COLUMNS).toPandas()
+        per_model = acceptance_by_model(gold.astype(object).where(gold.notna(), None).to_dict("list"))
     (out / "demo_report.json").write_text(json.dumps({"batches": reports, "shards": r_shards}, indent=2, default=str))
     print("\nAcceptance by model (gold/acceptance_metrics):")
     print(f"  {'model':<22}{'shown':>8}{'accepted':>10}{'rate':>8}{'kept':>7}{'refined':>9}")
-    for row in m:
-        shown, acc = row["sum(shown)"], row["sum(accepted)"]
-        print(f"  {row['model_id']!s:<22}{shown:>8}{acc:>10}{acc / max(shown, 1):>8.1%}"
-              f"{row['sum(kept)']:>7}{row['sum(refined)']:>9}")  # fmt: skip
+    for model, row in per_model.items():
+        print(f"  {model:<22}{row['shown']:>8}{row['accepted']:>10}{row['acceptance'] or 0:>8.1%}"
+              f"{row['kept']:>7}{row['refined']:>9}")  # fmt: skip
     print(f"\nlake: {out / 'lake'}\nshards: {out / 'shards'} (manifest.json)\nreport: {out / 'demo_report.json'}")
     return 0
