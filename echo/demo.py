@@ -19,16 +19,16 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from echo.config import LakeConfig, PipelineConfig, to_dict
+from echo.config import LakeConfig, PipelineConfig
 from echo.errors import ConfigError
 from echo.progress import Progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from echo.jobs import ingest, pairs, sessionize, shards, track
+    from echo.jobs import shards
     from echo.jobs.common import open_job_lake
+    from echo.jobs.runner import StageContext, run_stages
     from echo.pairs_config import PairsConfig, ShardsConfig
     from echo.simulate.api import simulate
     from echo.simulate.config import FaultConfig, SimConfig
@@ -69,14 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = []
     with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo") as lake:
         for batch in sim.batch_dirs:
-            q = args.quiet
-            r: dict[str, Any] = {"batch": batch.name}
-            r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=q),
-                                         config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
-            r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=q))
-            r["track"] = track.execute(spark, lake, lake_cfg, cfg, progress=Progress("track", quiet=q))
-            r["pairs"] = pairs.execute(spark, lake, lake_cfg, pcfg, progress=Progress("pairs", quiet=q))
-            reports.append(r)
+            ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=(str(batch),), quiet=args.quiet)
+            reports.append({"batch": batch.name, **run_stages(ctx)})
         scfg = ShardsConfig(out=str(out / "shards"))
         r_shards = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=args.quiet))
         from echo.lake.tables import ACCEPTANCE_METRICS
