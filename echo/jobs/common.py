@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from echo.config import LakeConfig, PipelineConfig, add_config_args, resolve, to_dict
+from echo.config import LakeConfig, add_config_args, resolve, to_dict
 from echo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,29 +37,10 @@ def parse(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None, *sections: type
 ) -> tuple[argparse.Namespace, tuple[Any, ...]]:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    configs = resolve(args, LakeConfig, *sections)
-    lake_cfg = configs[0]
-    if not lake_cfg.lake:
+    configs = resolve(args, LakeConfig, *sections)  # each section validates itself
+    if not configs[0].lake:
         raise ConfigError("--lake DIR is required (a local path or an object-store URI)")
-    if lake_cfg.buckets < 0:
-        raise ConfigError("--buckets must be at least 1 (or 0: the lake's own value)")
-    if lake_cfg.wait_s < 0:
-        raise ConfigError("--wait-s must be >= 0")
-    for c in configs:
-        if isinstance(c, PipelineConfig):
-            validate_pipeline(c)
     return args, configs
-
-
-def validate_pipeline(cfg: PipelineConfig) -> None:
-    if cfg.session_gap_s < 0:
-        raise ConfigError("--session-gap-s must be >= 0")
-    if cfg.refine_window_s < 0:
-        raise ConfigError("--refine-window-s must be >= 0")
-    if not 0.0 <= cfg.min_refine_similarity <= 1.0:
-        raise ConfigError("--min-refine-similarity must be within [0, 1]")
-    if cfg.max_text_bytes < 1:
-        raise ConfigError("--max-text-bytes must be positive")
 
 
 @contextlib.contextmanager
@@ -115,8 +96,6 @@ def stage_main(
 
     parser = job_parser(f"echo-pipeline {stage}", doc, section)
     args, (lake_cfg, cfg) = parse(parser, argv, section)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
     progress = Progress(stage, quiet=args.quiet)
     with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage) as lake:
         report = execute(spark, lake, lake_cfg, cfg, progress=progress)

@@ -87,7 +87,6 @@ def execute(
     *,
     progress: Progress,
 ) -> dict[str, Any]:
-    cfg.validate()
     lake.ensure(REFINEMENT_PAIRS)
     sha = config_sha(cfg)
     stored = _stored_config_sha(lake)

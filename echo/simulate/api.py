@@ -221,7 +221,6 @@ def simulate(
     """
     import pyarrow.parquet as pq
 
-    config.validate()
     faults = faults or FaultConfig()
     rates = faults.rates()
     out_path = Path(out)
