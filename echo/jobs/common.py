@@ -59,11 +59,15 @@ def validate_pipeline(cfg: PipelineConfig) -> None:
         raise ConfigError("--max-text-bytes must be positive")
 
 
-def open_job_lake(spark: SparkSession, cfg: LakeConfig, *, create: bool = False) -> Lake:
+def open_job_lake(spark: SparkSession, cfg: LakeConfig, *, create: bool = False, quiet: bool = False) -> Lake:
+    """The job's lake, checked; prints one line on stderr saying which Delta backend runs
+    and why (unless ``quiet``)."""
     from echo.lake import open_lake
 
     lake = open_lake(spark, cfg.lake, cfg.lake_backend)
     lake.check_root(create=create)
+    if not quiet:
+        print(f"[lake] backend {lake.backend_name} ({lake.backend_reason})", file=sys.stderr, flush=True)
     return lake
 
 
@@ -99,7 +103,7 @@ def stage_main(
         cfg.validate()
     progress = Progress(stage, quiet=args.quiet)
     with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
+        lake = open_job_lake(spark, lake_cfg, quiet=args.quiet)
         report = execute(spark, lake, lake_cfg, cfg, progress=progress)
     emit_report(stage, report, args)
     return 0

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, pcfg = PipelineConfig(), PairsConfig()
     reports = []
     with spark_session("echo-demo") as spark:
-        lake = open_job_lake(spark, lake_cfg, create=True)
+        lake = open_job_lake(spark, lake_cfg, create=True, quiet=args.quiet)
         for batch in sim.batch_dirs:
             q = args.quiet
             r: dict[str, Any] = {"batch": batch.name}

@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = _check_ids(args.user)
     progress = Progress(STAGE, quiet=args.quiet)
     with spark_session("echo-forget", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg)
+        lake = open_job_lake(spark, lake_cfg, quiet=args.quiet)
         report = execute(spark, lake, ids, progress=progress, vacuum=not args.no_vacuum)
     emit_report(STAGE, report, args)
     return 0

@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     list_inputs(args.events)  # fail fast on missing inputs, before any session or table
     report: dict[str, Any] = {}
     with spark_session("echo-run", master=lake_cfg.master) as spark:
-        lake = open_job_lake(spark, lake_cfg, create=True)
+        lake = open_job_lake(spark, lake_cfg, create=True, quiet=args.quiet)
         report["ingest"] = ingest.execute(
             spark, lake, args.events, cfg, progress=Progress("ingest", quiet=args.quiet),
             config_text=config_json(lake_cfg, cfg, pairs_cfg),

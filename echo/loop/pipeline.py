@@ -38,7 +38,7 @@ def run_pipeline(
 
     lake_cfg = LakeConfig(lake=str(lake_dir))
     cfg, pcfg = PipelineConfig(), PairsConfig(train_ratio=1.0, val_ratio=0.0, test_ratio=0.0)
-    lake = open_job_lake(spark, lake_cfg, create=True)
+    lake = open_job_lake(spark, lake_cfg, create=True, quiet=quiet)
     reports: list[dict[str, Any]] = []
     for batch in batch_dirs:
         r: dict[str, Any] = {"batch": batch.name}
