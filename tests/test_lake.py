@@ -208,6 +208,7 @@ def test_delta_rs_refuses_a_unity_catalog_root(spark, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.delta_spark
 def test_delta_spark_maps_tables_to_unity_catalog_names_and_paths(spark, tmp_path):
     # the naming is pure: DeltaSparkLake is built directly, no jars needed
     from echo.lake.delta_spark import DeltaSparkLake, uc_table_name
