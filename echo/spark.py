@@ -166,11 +166,11 @@ def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None
             spark.conf.set(key, value)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
+        for key, previous in saved.items():
+            if previous is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, previous)
 
 
 @contextmanager

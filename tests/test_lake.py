@@ -184,9 +184,8 @@ def test_delete_then_purge_and_vacuum_leaves_no_file_with_the_rows(backend_lake,
 
 @pytest.mark.delta_spark
 def test_delta_spark_vacuum_keeps_the_sessions_retention_check(spark, tmp_path):
-    from tests.conftest import skip_without_delta_spark
-
     from echo.lake.delta_spark import RETENTION_CHECK
+    from tests.conftest import skip_without_delta_spark
 
     skip_without_delta_spark(spark)
     lake = open_lake(spark, str(tmp_path / "lake"), "delta-spark")
