@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lake_cfg = LakeConfig(lake=str(out / "lake"))
     cfg, pcfg = PipelineConfig(), PairsConfig()
     reports = []
-    with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo") as lake:
+    with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo", quiet=args.quiet) as lake:
         for batch in sim.batch_dirs:
             ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=(str(batch),), quiet=args.quiet)
             reports.append({"batch": batch.name, **run_stages(ctx)})

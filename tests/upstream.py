@@ -68,9 +68,9 @@ class FakeUpstream:
     """Writes what ingest + track would: one bronze ``shown`` event per suggestion row
     (run ``run_no``), the users' silver/suggestions rows, and the track watermark."""
 
-    def __init__(self, spark: Any, root: str) -> None:
+    def __init__(self, spark: Any, root: str, backend: str = "delta-rs") -> None:
         self.spark = spark
-        self.lake: Lake = open_lake(spark, root, "delta-rs")
+        self.lake: Lake = open_lake(spark, root, backend)
         self.lake.check_root(create=True)
         self.lake.buckets = BUCKETS
         self.rows: dict[str, dict[str, Any]] = {}
@@ -110,7 +110,7 @@ def run_pairs(up: FakeUpstream, cfg: PairsConfig | None = None) -> dict[str, Any
     from echo.config import LakeConfig
     from echo.jobs.pairs import execute
 
-    lake_cfg = LakeConfig(lake=up.lake.root, lake_backend="delta-rs", buckets=BUCKETS)
+    lake_cfg = LakeConfig(lake=up.lake.root, lake_backend=up.lake.backend_name, buckets=BUCKETS)
     return execute(
         up.spark, up.lake, lake_cfg, cfg or PairsConfig(), progress=Progress("pairs", quiet=True)
     )

@@ -45,11 +45,12 @@ def parse(
 
 @contextlib.contextmanager
 def open_job_lake(
-    spark: SparkSession, cfg: LakeConfig, *, create: bool = False, command: str = "run"
+    spark: SparkSession, cfg: LakeConfig, *, create: bool = False, command: str = "run", quiet: bool = False
 ) -> Iterator[Lake]:
     """The lake of a writing command, held for it alone: check the root (``create`` a new
     lake), take the lake's lease (one writer at a time; refuse or wait for a live holder),
-    check the lake's invariants (``--buckets``), and give the lease back at the end."""
+    check the lake's invariants (``--buckets``), and give the lease back at the end. Prints
+    one line on stderr saying which Delta backend runs and why (unless ``quiet``)."""
     from echo.lake import open_lake
     from echo.lake.lease import hold
 
@@ -60,6 +61,8 @@ def open_job_lake(
             f"lake {lake.root} predates recorded buckets: pass --buckets N once, with the "
             "value it was built with (16 unless you chose another)"
         )
+    if not quiet:
+        print(f"[lake] backend {lake.backend_name} ({lake.backend_reason})", file=sys.stderr, flush=True)
     lease = hold(lake, command, buckets=cfg.buckets, wait_s=cfg.wait_s)
     try:
         yield lake
@@ -97,7 +100,7 @@ def stage_main(
     parser = job_parser(f"echo-pipeline {stage}", doc, section)
     args, (lake_cfg, cfg) = parse(parser, argv, section)
     progress = Progress(stage, quiet=args.quiet)
-    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage) as lake:
+    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage, quiet=args.quiet) as lake:
         report = execute(spark, lake, lake_cfg, cfg, progress=progress)
     emit_report(stage, report, args)
     return 0

@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(lake_cfg, LakeConfig)
     ids = _check_ids(args.user)
     progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-forget", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=STAGE) as lake:
+    with spark_session("echo-forget", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=STAGE, quiet=args.quiet) as lake:
         report = execute(spark, lake, ids, progress=progress, vacuum=not args.no_vacuum)
     emit_report(STAGE, report, args)
     return 0

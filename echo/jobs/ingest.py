@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(lake_cfg, LakeConfig)
     progress = Progress(STAGE, quiet=args.quiet)
     list_inputs(args.events)  # fail fast, before a session starts, on missing inputs
-    with spark_session("echo-ingest", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, create=True, command=STAGE) as lake:
+    with spark_session("echo-ingest", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, create=True, command=STAGE, quiet=args.quiet) as lake:
         report = execute(spark, lake, args.events, cfg, progress=progress, config_text=config_json(lake_cfg, cfg))
     emit_report(STAGE, report, args)
 

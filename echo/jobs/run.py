@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     list_inputs(args.events)  # fail fast on missing inputs, before any session or table
     with (
         spark_session("echo-run", master=lake_cfg.master) as spark,
-        open_job_lake(spark, lake_cfg, create=True, command="run") as lake,
+        open_job_lake(spark, lake_cfg, create=True, command="run", quiet=args.quiet) as lake,
     ):
         ctx = StageContext(spark, lake, lake_cfg, cfg, pairs_cfg, events=tuple(args.events), quiet=args.quiet)
         report = run_stages(ctx)

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
+#: Delta's VACUUM safety check (retention below the table's) and VACUUM commit logging
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
+
+
 def uc_table_name(catalog_schema: str, table: Table) -> str:
     """``catalog.schema`` + ``silver/sessions`` -> ``catalog.schema.silver_sessions``."""
     return f"{catalog_schema}.{table.name.replace('/', '_')}"
@@ -170,11 +175,36 @@ class DeltaSparkLake(Lake):
             self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
+        """VACUUM with ``retention_hours``; returns what Delta reports it deleted (the
+        ``numDeletedFiles`` of the ``VACUUM END`` commit: files and empty directories).
+
+        Delta refuses a retention below the table's (7 days) unless its safety check is off,
+        and records ``VACUUM START``/``END`` commits only where logging is on (not by default
+        on S3): both settings are set for this call only and restored afterwards, so the rest
+        of the session keeps Delta's check."""
+        from echo.spark import session_conf
+
         if not self.exists(table):
             return 0
-        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        self._dt(table).vacuum(retention_hours)
-        return 0
+        before = self.version(table)
+        with session_conf(self.spark, {RETENTION_CHECK: "false", VACUUM_LOGGING: "true"}):
+            self._dt(table).vacuum(float(retention_hours))
+        return self._files_deleted_since(table, before)
+
+    def _files_deleted_since(self, table: Table, version: int | None) -> int:
+        from pyspark.sql import functions as F
+
+        ends = (
+            self._dt(table)
+            .history(20)
+            .where((F.col("operation") == "VACUUM END") & (F.col("version") > (-1 if version is None else version)))
+            .orderBy(F.col("version").desc())
+            .select("operationMetrics")
+            .first()
+        )
+        if ends is None or not ends[0] or "numDeletedFiles" not in ends[0]:
+            raise LakeError(f"{self.ident(table)}: VACUUM recorded no VACUUM END commit with numDeletedFiles")
+        return int(ends[0]["numDeletedFiles"])
 
 
 class SparkLeaseStore:

@@ -37,7 +37,7 @@ def run_pipeline(
 
     lake_cfg = LakeConfig(lake=str(lake_dir))
     cfg, pcfg = PipelineConfig(), PairsConfig(train_ratio=1.0, val_ratio=0.0, test_ratio=0.0)
-    with open_job_lake(spark, lake_cfg, create=True, command="loop") as lake:
+    with open_job_lake(spark, lake_cfg, create=True, command="loop", quiet=quiet) as lake:
         reports: list[dict[str, Any]] = []
         stages = PIPELINE if pairs else PIPELINE[:-1]
         for batch in batch_dirs:
