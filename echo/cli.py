@@ -15,6 +15,7 @@ from echo.errors import EchoError
 
 #: command -> (module with ``main(argv)``, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("echo.importers.cli", "Continue / Tabby client logs -> contract events (JSONL)"),
     "ingest": ("echo.jobs.ingest", "events (JSONL/Parquet) -> bronze/events, bronze/quarantine"),
     "sessionize": ("echo.jobs.sessionize", "bronze/events -> silver/sessions"),
     "track": ("echo.jobs.track", "replay documents -> silver/suggestions, gold/acceptance_metrics"),
