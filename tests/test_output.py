@@ -102,3 +102,30 @@ def test_ray_worker_lines_go_to_the_log_but_echo_progress_stays(fresh_log: Path,
     assert err.splitlines() == ["[echo.train] step 1/4  loss 2.0"]
     text = path.read_text()
     assert "(PlacementGroupCleaner pid=7) Failed to query Ray Train Controller actor state." in text
+
+
+def test_progress_bar_shows_the_time_left(capsys: pytest.CaptureFixture[str]) -> None:
+    from echo.progress import bar
+
+    with bar("evaluate", 4, "prompts") as b:
+        b.update(2)
+        b.refresh()
+    err = capsys.readouterr().err
+    assert "[evaluate]" in err and "2/4" in err and "<" in err  # tqdm's "elapsed<remaining"
+
+
+def test_quiet_progress_bar_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    from echo.progress import bar
+
+    with bar("simulate", 3, "shards", quiet=True) as b:
+        b.update(3)
+    assert capsys.readouterr().err == ""
+
+
+def test_training_progress_line_has_an_estimate_of_the_time_left() -> None:
+    pytest.importorskip("torch")
+    from echo.train.metrics import progress_line
+
+    row = {"step": 10, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "step_time_s": 2.0}
+    assert progress_line(row, 40).endswith("eta 1m00s")
+    assert "eta" not in progress_line({**row, "step": 40}, 40)
