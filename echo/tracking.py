@@ -145,6 +145,10 @@ def tracked(cfg: TrackingConfig, run_name: str, *, command: str) -> Iterator[Tra
     _quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     try:
+        if mlflow.get_experiment_by_name(cfg.experiment) is None and uri.startswith("sqlite:///"):
+            # artifacts next to the database, not in ./mlruns of the working directory
+            store = Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"
+            mlflow.create_experiment(cfg.experiment, artifact_location=store.as_uri())
         mlflow.set_experiment(cfg.experiment)
     except Exception as exc:  # unreachable server, bad store: one line
         raise ConfigError(f"MLflow tracking URI {uri}: {str(exc).splitlines()[0]}") from None

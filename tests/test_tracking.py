@@ -64,6 +64,8 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
     assert arm.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert arm.data.metrics == {"acceptance": 0.42, "ci95_low": 0.38, "ci95_high": 0.46, "shown": 498.0}
     assert [a.path for a in _client(uri).list_artifacts(parent.info.run_id, "report")] == ["report/report.md"]
+    # a sqlite store keeps its artifacts next to the database, not in ./mlruns of the cwd
+    assert list((tmp_path / "mlartifacts").rglob("report.md"))
 
 
 # --- train and evaluate: a real (tiny) Ray Train run ----------------------------------
