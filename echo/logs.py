@@ -3,7 +3,7 @@ progress lines and results (and a failed run exactly one line).
 
 A command run from the CLI gets one log file (:func:`start`): first under the temporary
 directory, moved at the end of the command (:func:`finish`) to ``<lake>/_echo/logs/`` or
-``<out>/logs/`` when the command's lake or output directory exists by then (a lake's root
+``<out>/logs/`` (train, loop, demo) when the command's lake or run directory exists by then (a lake's root
 must stay empty until ``ingest`` makes it a lake, so nothing is written there earlier).
 ``--verbose`` (or ``ECHO_VERBOSE=1``) keeps everything on the terminal.
 
@@ -29,6 +29,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+#: Commands whose ``--out`` is a run directory that may hold ``logs/`` (the others'
+#: ``--out`` is data with an exact layout: events, shards, a report file).
+RUN_DIR_COMMANDS = ("train", "loop", "demo")
 
 #: Lines of Ray workers that stay on the terminal (Echo's own progress lines).
 KEEP_MARKERS = ("[echo.",)
@@ -68,7 +72,7 @@ def start(command: str, argv: Sequence[str]) -> Path:
         root = Path(lake.replace("file://", "", 1))
         targets.append((root / "_echo" / "lake.json", root / "_echo" / "logs"))
     out = _option(argv, "--out")
-    if out and "://" not in out:
+    if out and "://" not in out and command in RUN_DIR_COMMANDS:
         targets.append((Path(out), Path(out) / "logs"))
     _state.update(path=str(path), targets=tuple(targets))
     return path

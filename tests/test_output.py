@@ -63,7 +63,14 @@ def test_log_moves_into_the_lake_once_it_is_a_lake(fresh_log: Path) -> None:
     assert not first.exists()
 
 
-def test_log_moves_into_the_output_directory(fresh_log: Path) -> None:
+def test_log_stays_out_of_a_data_output_directory(fresh_log: Path) -> None:
+    out = fresh_log / "events"
+    first = logs.start("simulate", ["--out", str(out)])
+    out.mkdir()
+    assert logs.finish() == first and not (out / "logs").exists()
+
+
+def test_log_moves_into_the_run_directory(fresh_log: Path) -> None:
     out = fresh_log / "run"
     logs.start("train", ["--shards", "s", "--out", str(out)])
     out.mkdir()

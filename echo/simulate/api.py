@@ -305,7 +305,7 @@ def simulate(
 
 def _report(status: Any, results: list[dict[str, Any]]) -> None:
     """One more shard done: the bar (with the time left) and the events written so far."""
-    status.set_postfix_str(f"{sum(r['clean'] for r in results):,} events", refresh=False)
+    status.set_postfix_str(f"{sum(r['clean'] for r in results):,} events written", refresh=False)
     status.update(1)
 
 
