@@ -45,11 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20, help="simulated users (--data-only)")
     parser.add_argument("--days", type=int, default=2, help="simulated days (--data-only)")
     parser.add_argument("--batches", type=int, default=3, help="delivery batches (--data-only)")
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow tracking URI of the loop (default: MLFLOW_TRACKING_URI, else a "
+                             "local store OUT/mlflow.db; 'none': no tracking)")  # fmt: skip
     args = parser.parse_args(list(argv or []))
     if not args.data_only:
+        import os
+
         from echo.loop.cli import main as loop_main
 
         extra = ["--quiet", "true"] if args.quiet else []
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri:
+            uri = f"sqlite:///{Path(args.out).resolve() / 'mlflow.db'}"
+        if uri != "none":
+            extra += ["--tracking-uri", uri]
         return loop_main(["--out", args.out, "--rounds", str(args.rounds), "--seed", str(args.seed), *extra])
     if args.users < 1 or args.days < 1 or args.batches < 1:
         raise ConfigError("--users, --days and --batches must be positive")

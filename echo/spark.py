@@ -82,7 +82,10 @@ def get_spark(app_name: str = "echo", *, master: str = "", conf: dict[str, str] 
     settings.update(conf or {})
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    from echo.logs import stderr_to_log
+
+    with stderr_to_log():  # the JVM's start-up lines and log4j go to the command's log file
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("ECHO_SPARK_LOG_LEVEL", "ERROR"))
     return spark
 
