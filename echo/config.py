@@ -128,13 +128,21 @@ def _converter(tp: Any) -> Any:
         conv = _converter(inner)
         return lambda s: tuple(conv(x) for x in (s.split(",") if isinstance(s, str) else s) if x != "")
     if tp is bool:
-        return _parse_bool
+        return parse_bool
     if tp in (int, float, str):
         return tp
     return str
 
 
-def _parse_bool(value: Any) -> bool:
+class ConfigParser(argparse.ArgumentParser):
+    """The parser of every command: a bad argument raises ConfigError (one line, exit 2)
+    instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see --help)")
+
+
+def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     s = str(value).strip().lower()

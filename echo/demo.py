@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from echo.config import LakeConfig, PipelineConfig
+from echo.config import ConfigParser, LakeConfig, PipelineConfig
 from echo.errors import ConfigError
 from echo.progress import Progress
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from echo.simulate.config import FaultConfig, SimConfig
     from echo.spark import spark_session
 
-    parser = argparse.ArgumentParser(prog="echo-pipeline demo", description=__doc__,
+    parser = ConfigParser(prog="echo-pipeline demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="demo", help="output directory (default: demo)")
     parser.add_argument("--seed", type=int, default=0)

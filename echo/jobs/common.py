@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from echo.config import LakeConfig, add_config_args, resolve, to_dict
+from echo.config import ConfigParser, LakeConfig, add_config_args, resolve, to_dict
 from echo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,15 +18,8 @@ if TYPE_CHECKING:
     from echo.lake import Lake
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line, exit 2) instead of printing usage."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see --help)")
-
-
 def job_parser(prog: str, description: str, *sections: type) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description)
+    parser = ConfigParser(prog=prog, description=description)
     add_config_args(parser, LakeConfig, *sections)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--report", default=None, help="also write the run report (JSON) to this file")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echo.config import add_config_args, resolve
+from echo.config import ConfigParser, add_config_args, resolve
 from echo.loop.config import LoopConfig
 from echo.tracking import TrackingConfig, tracked
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ConfigParser(
         prog="echo-pipeline loop",
         description="Static baseline, then R rounds: deploy to simulated users, harvest "
         "refinements through the pipeline, fine-tune (Ray Train), measure on fresh users.",

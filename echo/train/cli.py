@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echo.config import _parse_bool, add_config_args, resolve
+from echo.config import ConfigParser, add_config_args, parse_bool, resolve
 from echo.tracking import TrackingConfig, tracked
 from echo.train.config import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ConfigParser(
         prog="echo-pipeline train",
         description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
     )
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="use_gpu",
         nargs="?",
         const=True,
-        type=_parse_bool,
+        type=parse_bool,
         default=argparse.SUPPRESS,
         help="one GPU per worker (NCCL); bare flag = true",
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from echo import contract
+from echo.config import ConfigParser
 from echo.errors import EchoError
 from echo.train.data import open_shards, read_table
 
@@ -185,7 +186,7 @@ def evaluate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ConfigParser(
         prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None
     )
     p.add_argument("--model", required=True, help="model directory (e.g. OUT/model from 'train')")
