@@ -125,8 +125,22 @@ def execute(
     )
     q_hashes = _quarantine_hashes(lake, ids)
     days = _days(lake, ids)
+    # 2. aggregated metrics of the days the users' suggestions were shown on, recomputed
+    #    without them before their rows go: a forget killed after this commit finds the
+    #    days already right; one killed before it finds the users' suggestions still there
+    if days and lake.exists(ACCEPTANCE_METRICS):
+        from echo.stages.track import acceptance_metrics, shown_day
+
+        current = lake.read(SUGGESTIONS).where(shown_day().isin(days) & ~F.col("user_id").isin(ids))
+        lake.replace_partitions(
+            ACCEPTANCE_METRICS,
+            acceptance_metrics(current).coalesce(1),
+            days,
+            info={"echo.stage": STAGE},
+        )
+        progress.step("gold/acceptance_metrics recomputed", days=len(days))
     deleted: dict[str, int] = {}
-    # 2. quarantine before events (its match uses the users' event ids)
+    # 3. quarantine before events (its match uses the users' event ids)
     deleted[QUARANTINE.name] = 0
     for i in range(0, len(q_hashes), _CHUNK):
         deleted[QUARANTINE.name] += lake.delete(
@@ -135,18 +149,6 @@ def execute(
     for t in USER_TABLES:
         deleted[t.name] = lake.delete(t, in_predicate("user_id", ids)) if lake.exists(t) else 0
     progress.step("rows deleted", **{k.replace("/", "_"): v for k, v in deleted.items()})
-    # 3. aggregated metrics: recompute the days the users' suggestions were shown on
-    if days and lake.exists(ACCEPTANCE_METRICS):
-        from echo.stages.track import acceptance_metrics, shown_day
-
-        current = lake.read(SUGGESTIONS).where(shown_day().isin(days))
-        lake.replace_partitions(
-            ACCEPTANCE_METRICS,
-            acceptance_metrics(current).coalesce(1),
-            days,
-            info={"echo.stage": STAGE},
-        )
-        progress.step("gold/acceptance_metrics recomputed", days=len(days))
     # 4. physically remove the files that held the rows: purge rewrites files whose rows
     #    a deletion vector only marks as deleted (delta-spark), vacuum removes the old ones
     vacuumed: dict[str, int] = {}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from echo.errors import LakeError
 from echo.lake.base import UC_PREFIX, Lake, in_predicate, is_uc, spark_uri
+from echo.lake.guard import committing
 from echo.lake.tables import Table
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class DeltaSparkLake(Lake):
     def ensure(self, table: Table) -> None:
         from delta.tables import DeltaTable
 
+        if self.exists(table):
+            return
         builder = DeltaTable.createIfNotExists(self.spark)
         builder = builder.tableName(self.ident(table)) if self.catalog else builder.location(
             spark_uri(self.path(table))
@@ -81,7 +84,8 @@ class DeltaSparkLake(Lake):
         builder = builder.addColumns(table.schema).comment(table.description)
         if table.partition_by:
             builder = builder.partitionedBy(*table.partition_by)
-        builder.execute()
+        with committing(table.name, self.root, "create"):
+            builder.execute()
 
     def read(self, table: Table) -> DataFrame:
         if not self.exists(table):
@@ -107,10 +111,11 @@ class DeltaSparkLake(Lake):
         return w
 
     def _save(self, table: Table, writer: Any) -> None:
-        if self.catalog:
-            writer.saveAsTable(self.ident(table))
-        else:
-            writer.save(spark_uri(self.path(table)))
+        with committing(table.name, self.root, "write"):
+            if self.catalog:
+                writer.saveAsTable(self.ident(table))
+            else:
+                writer.save(spark_uri(self.path(table)))
 
     def append(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         self.ensure(table)
@@ -135,31 +140,35 @@ class DeltaSparkLake(Lake):
     def merge(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         self.ensure(table)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in table.keys)
-        (
-            self._dt(table)
-            .alias("t")
-            .merge(self.conform(table, df).alias("s"), cond)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        with committing(table.name, self.root, "merge"):
+            (
+                self._dt(table)
+                .alias("t")
+                .merge(self.conform(table, df).alias("s"), cond)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
 
     def delete(self, table: Table, predicate: str) -> int:
         if not self.exists(table):
             return 0
         before = self.read(table).where(predicate).count()
-        self._dt(table).delete(predicate)
+        with committing(table.name, self.root, "delete"):
+            self._dt(table).delete(predicate)
         return int(before)
 
     def purge(self, table: Table) -> None:
         # rewrites only the files with deletion vectors (none: a no-op); a new version, so
         # the VACUUM after it removes the old files
         if self.exists(table):
-            self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
+            with committing(table.name, self.root, "purge"):
+                self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
         if not self.exists(table):
             return 0
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        self._dt(table).vacuum(retention_hours)
+        with committing(table.name, self.root, "vacuum"):
+            self._dt(table).vacuum(retention_hours)
         return 0
