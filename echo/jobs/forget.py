@@ -44,6 +44,7 @@ from echo.lake.tables import (
 )
 from echo.progress import Progress
 from echo.spark import spark_session
+from echo.stages.ingest import raw_naming
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -84,18 +85,16 @@ def _check_ids(user_ids: Sequence[str]) -> list[str]:
 
 def _quarantine_hashes(lake: Lake, ids: list[str]) -> list[str]:
     """record_hash of quarantined records that belong to the users: their event ids, or
-    the user id as a JSON string literal anywhere in the raw text."""
+    the user id as a JSON string anywhere in the raw text (as written or with its JSON
+    escapes decoded)."""
     q = lake.read(QUARANTINE)
     their_events = lake.read(EVENTS).where(F.col("user_id").isin(ids)).select("event_id").distinct()
     by_event = q.join(their_events, on="event_id", how="left_semi").select("record_hash")
-    cond = F.lit(False)
-    for u in ids:
-        cond = (
-            cond
-            | F.col("raw").contains(json.dumps(u))
-            | F.col("raw").contains(json.dumps(u, ensure_ascii=False))
-        )
-    by_raw = q.where(cond).select("record_hash")
+    # the same test ingest applies to new records (echo.stages.ingest.drop_forgotten_users)
+    hashes = lake.spark.createDataFrame([(user_hash(u),) for u in ids], "_fh string")
+    by_raw = raw_naming(q.withColumnRenamed("record_hash", "content_hash"), hashes).select(
+        F.col("content_hash").alias("record_hash")
+    )
     return sorted({r[0] for r in by_event.union(by_raw).distinct().collect()})
 
 

@@ -20,6 +20,7 @@ the package sets them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -49,13 +50,11 @@ def commit_point(when: str, table: str, op: str) -> None:
 
 def kill_now() -> None:
     """SIGKILL the Spark JVM this process launched (if any), then this process."""
-    try:
+    with contextlib.suppress(Exception):  # best effort: the JVM exits with its parent too
         from pyspark import SparkContext
 
         gateway = SparkContext._gateway
         proc = getattr(gateway, "proc", None) if gateway is not None else None
         if proc is not None:
             os.kill(proc.pid, signal.SIGKILL)
-    except Exception:  # noqa: S110 - best effort: the JVM also exits when its parent dies
-        pass
     os.kill(os.getpid(), signal.SIGKILL)

@@ -97,7 +97,7 @@ def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> 
     marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(
         F.broadcast(hashes.withColumn("_gone", F.lit(True))), "_fh", "left"
     )
-    named = _raw_naming(classified.where(F.col("status") == QUARANTINED), hashes)
+    named = raw_naming(classified.where(F.col("status") == QUARANTINED), hashes)
     marked = marked.join(named.withColumn("_named", F.lit(True)), "content_hash", "left")
     by_id = F.col("_gone").isNotNull()
     by_raw = (F.col("status") == QUARANTINED) & F.col("_named").isNotNull()
@@ -109,17 +109,18 @@ def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> 
     )
 
 
-#: a JSON string literal (its content, escapes undecoded, in group 1)
-_JSON_STRING = r'"((?:[^"\\]|\\.)*)"'
-
-
-def _raw_naming(candidates: DataFrame, hashes: DataFrame) -> DataFrame:
-    """``content_hash`` of the candidate records whose raw text holds a JSON string whose
-    value (escapes decoded, or as written when they do not decode) hashes to one of
-    ``hashes`` (``_fh``)."""
+def raw_naming(records: DataFrame, hashes: DataFrame) -> DataFrame:
+    """``content_hash`` of the records whose raw text (``raw``, else ``raw_bytes`` as
+    UTF-8) holds a JSON string whose value hashes (sha256) to one of ``hashes`` (column
+    ``_fh``): the text between any two consecutive double quotes, as written and with
+    JSON escapes decoded. Taking every such piece, not every other one, keeps a broken
+    record (a missing quote shifts the pairing) from hiding an id. Also what ``forget``
+    uses to find a user's quarantined records, so both agree."""
     raw = F.coalesce(F.col("raw"), F.decode(F.col("raw_bytes"), "UTF-8"))
-    tokens = candidates.select(
-        "content_hash", F.explode(F.regexp_extract_all(raw, F.lit(_JSON_STRING), F.lit(1))).alias("_tok")
+    pieces = F.split(raw, '"')
+    tokens = records.select(
+        "content_hash",
+        F.explode(F.slice(pieces, 2, F.greatest(F.size(pieces) - 2, F.lit(0)))).alias("_tok"),
     )
     decoded = F.from_json(F.concat(F.lit('["'), F.col("_tok"), F.lit('"]')), "array<string>")[0]
     hashed = tokens.select(
