@@ -11,6 +11,8 @@ last committed version; the job ends there and the next run redoes what is missi
 from __future__ import annotations
 
 import errno
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,15 +40,36 @@ def storage_cause(exc: BaseException) -> str | None:
     return None
 
 
+def probe_local(location: str) -> str | None:
+    """Write (and remove) a small file in the nearest existing folder of a local
+    ``location``: the storage failure that stops it, if any. Only called after a write
+    failed for a reason the error does not name (Hadoop's local file system reports a
+    read-only folder as "Mkdirs failed to create ...")."""
+    path = location[len("file://") :] if location.startswith("file://") else location
+    if "://" in path:
+        return None  # object stores name their errors (access denied, quota)
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix="_echo-probe-") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        return storage_cause(exc)
+    return None
+
+
 @contextmanager
 def writing(table: str, root: str) -> Iterator[None]:
-    """Data files of ``table`` being written (nothing committed yet)."""
+    """Data files of ``table`` (under the lake ``root``) being written, not committed."""
     try:
         yield
     except LakeError:
         raise
     except Exception as exc:
-        cause = storage_cause(exc)
+        cause = storage_cause(exc) or probe_local(f"{root.rstrip('/')}/{table}")
         if cause is None:
             raise
         raise LakeError(
