@@ -274,12 +274,16 @@ def _jvm_banner(line: str) -> bool:
     )
 
 
-def test_a_storage_failure_in_a_write_becomes_one_line_naming_table_and_cause(tmp_path: Path) -> None:
+def test_a_storage_failure_in_a_write_becomes_one_line_naming_table_and_cause(
+    tmp_path: Path,
+) -> None:
     from echo.errors import LakeError
     from echo.lake.guard import writing
 
     with pytest.raises(LakeError) as info, writing("silver/sessions", str(tmp_path)):
-        raise RuntimeError("Job aborted.\n\tat ...\nCaused by: java.io.IOException: No space left on device")
+        raise RuntimeError(
+            "Job aborted.\n\tat ...\nCaused by: java.io.IOException: No space left on device"
+        )
     assert str(info.value).splitlines() == [str(info.value)]
     assert "silver/sessions" in str(info.value) and "No space left on device" in str(info.value)
     with pytest.raises(ValueError), writing("silver/sessions", str(tmp_path)):
