@@ -57,6 +57,7 @@ class InputFile:
     fmt: str  # "jsonl" | "jsonl.gz" | "parquet"
     size: int
     row_groups: int = -1  # Parquet: from the footer read by the probe; -1 = not read yet
+    mtime_ns: int = -1  # modification time when listed (-1: the store gives none)
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,38 @@ def list_inputs(paths: Sequence[str], *, probe: bool = True) -> list[InputFile]:
             seen.add(uri)
             if not os.access(uri, os.R_OK) and not prefix:
                 raise InputError(f"input not readable: {uri}")
-            files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0)))
+            mtime = f.mtime_ns if f.mtime_ns is not None else -1
+            files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0), mtime_ns=mtime))
     return [_probe(f) for f in files] if probe else files
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def changed_inputs(files: Sequence[InputFile]) -> list[str]:
+    """The inputs that are no longer what :func:`list_inputs` saw (gone, another size or
+    modification time), each as ``"PATH (what changed)"``. Ingest checks this after
+    reading and again before it publishes a run: a file written to, replaced or deleted
+    while it was read is refused rather than half ingested."""
+    import pyarrow.fs as pafs
+
+    out: list[str] = []
+    for f in files:
+        try:
+            fs, p = _fs(f.uri)
+            info = fs.get_file_info(p)
+        except (OSError, ValueError) as exc:
+            out.append(f"{f.uri} (cannot stat: {_first_line(exc)})")
+            continue
+        if info.type != pafs.FileType.File:
+            out.append(f"{f.uri} (vanished)")
+        elif int(info.size or 0) != f.size:
+            out.append(f"{f.uri} (size {f.size} -> {info.size})")
+        elif f.mtime_ns >= 0 and info.mtime_ns is not None and info.mtime_ns != f.mtime_ns:
+            out.append(f"{f.uri} (modified)")
+    return out
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -157,7 +183,7 @@ def _probe(f: InputFile) -> InputFile:
     """Open the file and read its start (gzip: its header and first block; Parquet: its
     footer), so that a file that is not what its name says fails before any table."""
     if f.fmt == "parquet":
-        return InputFile(f.path_idx, f.uri, f.fmt, f.size, _parquet_row_groups(f))
+        return InputFile(f.path_idx, f.uri, f.fmt, f.size, _parquet_row_groups(f), f.mtime_ns)
     fs, p = _fs(f.uri)
     try:
         with fs.open_input_file(p) as native:

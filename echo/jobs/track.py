@@ -52,20 +52,29 @@ def execute(
         suggestions = track(events, settings=settings, buckets=lake.buckets).cache()
         n_sugg = suggestions.count()
         progress.step("documents replayed", suggestions=n_sugg)
-        old = lake.read(SUGGESTIONS).join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")
+        table = lake.read(SUGGESTIONS)
+        old = table.join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")
         days = _days(old) | _days(suggestions)
         info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
+        # Metrics first, from what silver/suggestions will hold (other users' rows as they
+        # are, these users' new rows): if the run dies between the two commits, the rerun
+        # reads the same old rows and days again; if it dies after both, the days of the old
+        # rows (which the rerun no longer sees) are already right.
+        if days:
+            on_days = shown_day().isin(sorted(days))
+            after = (
+                table.where(on_days)
+                .join(F.broadcast(users.select("user_id")), on="user_id", how="left_anti")
+                .unionByName(suggestions.where(on_days).select(*SUGGESTIONS.columns))
+            )
+            lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(after).coalesce(1), sorted(days), info=info)
+            progress.step("gold/acceptance_metrics committed", days=len(days), version=lake.version(ACCEPTANCE_METRICS))
         buckets = rewrite_users(lake, SUGGESTIONS, suggestions, users, info=info)
         outcomes = {r[0]: int(r[1]) for r in suggestions.groupBy("outcome").count().collect()}
         suggestions.unpersist()
         progress.step("silver/suggestions committed", buckets=len(buckets), version=lake.version(SUGGESTIONS))
     finally:
         users.unpersist()
-    # metrics of every day a changed suggestion was (or is now) shown on
-    current = lake.read(SUGGESTIONS).where(shown_day().isin(sorted(days))) if days else None
-    if current is not None:
-        lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(current).coalesce(1), sorted(days), info=info)
-        progress.step("gold/acceptance_metrics committed", days=len(days), version=lake.version(ACCEPTANCE_METRICS))
     detail = {"users": n_users, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, days))}
     set_watermark(lake, STAGE, up_to, detail)
     return {"run_no": up_to, "users": n_users, "suggestions_written": n_sugg, "outcomes": outcomes,
