@@ -198,8 +198,8 @@ def test_two_runs_started_at_once_on_one_lake_leave_it_as_one_run(spark, tmp_pat
     assert codes[0] == 0, results
     if codes[1] != 0:  # the loser says who holds the lake, in one line; a rerun completes the work
         (_, _, err) = next(r for r in results if r[0] != 0)
-        lines = [ln for ln in err.splitlines() if ln.startswith("echo:")]
-        assert len(lines) == 1 and "is held by 'run'" in lines[0], err
+        lines = [ln for ln in err.splitlines() if ": error: " in ln]
+        assert len(lines) == 1 and "is held by 'run' (holder " in lines[0], err
         assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode == 0
     # (both may exit 0 when one finished before the other looked: then it was sequential)
     from echo.jobs import run
