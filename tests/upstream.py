@@ -10,7 +10,7 @@ from echo.jobs.incremental import rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake import Lake, open_lake
 from echo.lake.partitioning import user_bucket
-from echo.lake.tables import EVENTS, SUGGESTIONS
+from echo.lake.tables import EVENTS, INGEST_RUNS, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
 
@@ -94,6 +94,9 @@ class FakeUpstream:
             )  # fmt: skip
             events.append(ev)
         self.lake.append(EVENTS, self.spark.createDataFrame(events, EVENTS.schema))
+        # the run record publishes the run (echo.jobs.state): stages read up to it
+        record = (self.run_no, now, now, "[]", len(events), len(events), 0, 0, "{}", "{}")
+        self.lake.append(INGEST_RUNS, self.spark.createDataFrame([record], INGEST_RUNS.schema))
         users = {r["user_id"] for r in rows}
         silver = [r for r in self.rows.values() if r["user_id"] in users]
         df = self.spark.createDataFrame(silver, SUGGESTIONS.schema).withColumn(
