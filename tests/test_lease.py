@@ -182,7 +182,7 @@ def _data(lake: str) -> dict[str, list[tuple[Any, ...]]]:
             continue
         df = read_table(lake, t.name)
         cols = sorted(c for c in df.columns if c not in volatile)
-        out[t.name] = sorted(map(tuple, df[cols].astype(str).itertuples(index=False)))
+        out[t.name] = sorted(tuple(repr(v) for v in row) for row in df[cols].itertuples(index=False))
     return out
 
 
