@@ -9,6 +9,7 @@ from typing import Any
 from echo.jobs.incremental import rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake import Lake, open_lake
+from echo.lake.lease import hold
 from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, INGEST_RUNS, SUGGESTIONS
 from echo.pairs_config import PairsConfig
@@ -72,7 +73,7 @@ class FakeUpstream:
         self.spark = spark
         self.lake: Lake = open_lake(spark, root, backend)
         self.lake.check_root(create=True)
-        self.lake.buckets = BUCKETS
+        hold(self.lake, "test-upstream", buckets=BUCKETS).release()  # the lake's invariants
         self.rows: dict[str, dict[str, Any]] = {}
         self.run_no = 0
 
