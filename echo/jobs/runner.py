@@ -8,12 +8,12 @@ experience loop, spark-submit (``jobs/run.py``) and the notebooks all go through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from echo.config import LakeConfig, PipelineConfig, to_dict
+from echo.config import LakeConfig, PipelineConfig
+from echo.jobs.common import config_json
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
     EVENTS,
@@ -53,7 +53,7 @@ class StageContext:
 
     def config_text(self) -> str:
         """The resolved config as JSON (stored with each ingest run)."""
-        return json.dumps(to_dict(self.lake_cfg, self.pipeline, self.pairs), sort_keys=True)
+        return config_json(self.lake_cfg, self.pipeline, self.pairs)
 
 
 @dataclass(frozen=True)

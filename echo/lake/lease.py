@@ -214,19 +214,18 @@ class Lease:
             time.sleep(poll_s)
 
     def renew(self) -> None:
+        """Push this run's expiry forward; a lease that now names another holder is lost."""
         row = self.store.read()
-        if row is None or row["holder"] != self.holder or row["state"] != "held":
-            self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
-            return
-        try:
-            self.store.swap(self.holder, "held", self._row(row, "held"))
-        except LeaseConflict:
-            self.renew_after_conflict()
-
-    def renew_after_conflict(self) -> None:
-        row = self.store.read()
-        if row is None or row["holder"] != self.holder:
-            self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
+        if row is not None and row["holder"] == self.holder and row["state"] == "held":
+            try:
+                self.store.swap(self.holder, "held", self._row(row, "held"))
+                self._renewed_ms = _now_ms()
+                return
+            except LeaseConflict:
+                row = self.store.read()  # someone committed meanwhile: is it still ours?
+                if row is not None and row["holder"] == self.holder:
+                    return
+        self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
 
     def check(self) -> None:
         """Raise if the lease was lost (called before every commit)."""
