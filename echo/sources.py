@@ -346,7 +346,8 @@ def _line_chunks(task: ReadTask, chunk_bytes: int | None = None) -> Iterator[Lin
         fh: Any = io.BufferedReader(_RawAdapter(native), buffer_size=1 << 20)
         if task.file.fmt == "jsonl.gz":
             fh = gzip.GzipFile(fileobj=fh)
-        base, skip_first, line_no = 0, False, 1
+        base, skip_first = 0, False
+        line_no: int | None = 1
         if task.start > 0:
             fh.seek(task.start - 1)
             base, skip_first, line_no = task.start - 1, True, None  # line numbers unknown in a range

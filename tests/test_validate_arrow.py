@@ -53,7 +53,9 @@ ODD_VALUES = st.one_of(
 
 def _value(name: str) -> st.SearchStrategy[Any]:
     if name == "event_type":
-        good: st.SearchStrategy[Any] = st.sampled_from(["shown", "accepted", "rejected", "edit", "other", ""])
+        good: st.SearchStrategy[Any] = st.sampled_from(
+            ["shown", "accepted", "rejected", "edit", "other", ""]
+        )
     elif KINDS[name] == "i":
         good = st.integers(min_value=-5, max_value=2**40)
     else:
@@ -63,7 +65,11 @@ def _value(name: str) -> st.SearchStrategy[Any]:
 
 @st.composite
 def records(draw: st.DrawFn) -> dict[str, Any]:
-    names = draw(st.lists(st.sampled_from(EVENT_COLUMNS), unique=True, min_size=0, max_size=len(EVENT_COLUMNS)))
+    names = draw(
+        st.lists(
+            st.sampled_from(EVENT_COLUMNS), unique=True, min_size=0, max_size=len(EVENT_COLUMNS)
+        )
+    )
     if draw(st.booleans()):  # usually most of the fields
         names = list(EVENT_COLUMNS)[: draw(st.integers(min_value=4, max_value=len(EVENT_COLUMNS)))]
     rec = {n: draw(_value(n)) for n in names}
@@ -78,8 +84,12 @@ def _serialize(rec: dict[str, Any], style: int) -> bytes:
     if style == 1:
         return json.dumps(rec, ensure_ascii=True).encode()
     if style == 2:
-        return json.dumps(rec, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return json.dumps(rec, indent=None, separators=(" ,", " : "), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return json.dumps(rec, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    return json.dumps(rec, indent=None, separators=(" ,", " : "), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 MUTATIONS = [
@@ -137,7 +147,14 @@ def test_every_line_the_vectorized_validator_decides_matches_the_reference(batch
 
 
 def test_plain_records_of_every_kind_are_decided_by_the_vectorized_path():
-    common = {"event_id": "e", "ts_ms": 5, "user_id": "u", "doc_id": "d", "doc_version": 2, "language": "py"}
+    common = {
+        "event_id": "e",
+        "ts_ms": 5,
+        "user_id": "u",
+        "doc_id": "d",
+        "doc_version": 2,
+        "language": "py",
+    }
     recs = [
         {**common, "event_type": "shown", "suggestion_id": "s", "model_id": "m", "offset": 1, "text": 'a"b\\c\n',
          "prefix": "p\té", "suffix": "😀", "latency_ms": 3},
@@ -170,9 +187,15 @@ def _read_both(path: Path, split_bytes: int) -> tuple[list[dict[str, Any]], list
     return _rows(pa.Table.from_batches(fast, schema)), _rows(pa.Table.from_batches(ref, schema))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
-    batch=st.lists(st.one_of(lines(), st.sampled_from([b"", b"  ", b"\r", b"\t\r"])), min_size=1, max_size=30),
+    batch=st.lists(
+        st.one_of(lines(), st.sampled_from([b"", b"  ", b"\r", b"\t\r"])), min_size=1, max_size=30
+    ),
     crlf=st.booleans(),
     split=st.integers(min_value=50, max_value=2000),
 )
@@ -192,7 +215,10 @@ def test_vectorized_read_path_reads_a_file_in_several_chunks(tmp_path, monkeypat
     monkeypatch.setattr(sources, "CHUNK_BYTES", 300)
     rec = {"event_id": "e", "event_type": "edit", "ts_ms": 1, "user_id": "u", "doc_id": "d", "doc_version": 1,
            "offset": 0, "delete_len": 0, "insert_text": "abc"}  # fmt: skip
-    body = b"".join(json.dumps({**rec, "event_id": f"e{i}"}).encode() + b"\n" for i in range(50)) + b'{"no newline"'
+    body = (
+        b"".join(json.dumps({**rec, "event_id": f"e{i}"}).encode() + b"\n" for i in range(50))
+        + b'{"no newline"'
+    )
     path = tmp_path / name
     path.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
     fast, ref = _read_both(path, 1 << 30)

@@ -60,7 +60,9 @@ for _req, _opt in TYPE_FIELDS.values():
 INT_FIELDS = tuple(k for k in EVENT_COLUMNS if KINDS[k] == "i")
 STR_FIELDS = tuple(k for k in EVENT_COLUMNS if KINDS[k] == "s")
 
-_ARROW_SCHEMA = pa.schema([pa.field(k, pa.int64() if KINDS[k] == "i" else pa.string()) for k in EVENT_COLUMNS])
+_ARROW_SCHEMA = pa.schema(
+    [pa.field(k, pa.int64() if KINDS[k] == "i" else pa.string()) for k in EVENT_COLUMNS]
+)
 
 _WS = "[ \\t]*"
 #: a line matching this goes to the reference validator (false positives only cost speed)
@@ -72,7 +74,13 @@ _SUSPICIOUS = "|".join(
         r"\\u00[01]",
         r"\\u[dD][89a-fA-F]",
         # an int field holding something else than a plain integer of at most 18 digits
-        '"(?:' + "|".join(INT_FIELDS) + ')"' + _WS + ":" + _WS + "(?:[^-0-9 \\t]|-?[0-9]{19}|-?[0-9]+[.eE])",
+        '"(?:'
+        + "|".join(INT_FIELDS)
+        + ')"'
+        + _WS
+        + ":"
+        + _WS
+        + "(?:[^-0-9 \\t]|-?[0-9]{19}|-?[0-9]+[.eE])",
         # a string field holding something else than a string
         '"(?:' + "|".join(STR_FIELDS) + ')"' + _WS + ":" + _WS + '[^" \\t]',
     ]
@@ -105,7 +113,9 @@ def _utf8(lines: pa.BinaryArray) -> tuple[pa.StringArray, np.ndarray]:
 def _newline_joined(text: pa.StringArray) -> pa.Buffer:
     """The lines, each followed by a newline, as one buffer (no Python objects per line)."""
     joined = pc.binary_join_element_wise(text.cast(pa.binary()), b"\n", b"")
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
+    offsets = np.frombuffer(
+        joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4
+    )
     return joined.buffers()[2][int(offsets[0]) : int(offsets[-1])]
 
 
@@ -122,7 +132,9 @@ def _parse(text: pa.StringArray) -> pa.Table | None:
             pa.BufferReader(joined),
             read_options=pj.ReadOptions(use_threads=False, block_size=joined.size + 1),
             parse_options=pj.ParseOptions(
-                explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="error", newlines_in_values=False
+                explicit_schema=_ARROW_SCHEMA,
+                unexpected_field_behavior="error",
+                newlines_in_values=False,
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -151,7 +163,15 @@ def _parse_bisect(text: pa.StringArray, idx: np.ndarray) -> list[tuple[np.ndarra
     return out
 
 
-_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"))
+_ESCAPES = (
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+)
 
 
 def _json_string(col: pa.Array) -> pa.Array:
@@ -160,7 +180,11 @@ def _json_string(col: pa.Array) -> pa.Array:
     column are replaced (one pass over its bytes tells which)."""
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     data = col.buffers()[2]
-    present = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256) if data is not None else np.zeros(256)
+    present = (
+        np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+        if data is not None
+        else np.zeros(256)
+    )
     s = col
     for ch, esc in _ESCAPES:  # the backslash first: the others add backslashes
         if present[ord(ch)]:
@@ -176,7 +200,9 @@ def _content_hashes(table: pa.Table) -> list[str]:
         value = pc.cast(col, pa.string()) if KINDS[name] == "i" else _json_string(col)
         # absent: "" (null_handling="skip" loses rows when every input is null)
         pieces.append(pc.fill_null(pc.binary_join_element_wise(f'"{name}":', value, ",", ""), ""))
-    body = pc.utf8_slice_codeunits(pc.binary_join_element_wise(*pieces, ""), 0, -1)  # the last comma
+    body = pc.utf8_slice_codeunits(
+        pc.binary_join_element_wise(*pieces, ""), 0, -1
+    )  # the last comma
     canon = pc.binary_join_element_wise("{", body, "}", "").cast(pa.binary())
     return [hashlib.sha256(b).hexdigest() for b in canon.to_pylist()]
 
@@ -184,7 +210,10 @@ def _content_hashes(table: pa.Table) -> list[str]:
 def _verdicts(table: pa.Table, max_text_bytes: int) -> dict[str, pa.Array]:
     """The reference's decision for parsed lines (see the module docstring)."""
     n = table.num_rows
-    present = {k: ~np.asarray(table.column(k).is_null().to_numpy(zero_copy_only=False), dtype=bool) for k in EVENT_COLUMNS}
+    present = {
+        k: ~np.asarray(table.column(k).is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        for k in EVENT_COLUMNS
+    }
     etype = table.column("event_type")
     is_type = {t: _mask(pc.equal(etype, t)) for t in TYPE_FIELDS}
     known = np.zeros(n, dtype=bool)
@@ -234,13 +263,17 @@ def _verdicts(table: pa.Table, max_text_bytes: int) -> dict[str, pa.Array]:
     }
     for k in EVENT_COLUMNS:
         col = table.column(k).combine_chunks()
-        keep = valid if k != "user_id" else pa.array(np.ones(n, dtype=bool))  # refused: user_id only
+        keep = (
+            valid if k != "user_id" else pa.array(np.ones(n, dtype=bool))
+        )  # refused: user_id only
         keep = pc.and_(keep, pa.array(checked.get(k, np.zeros(n, dtype=bool))))
         cols[k] = pc.if_else(keep, col, pa.nulls(n, col.type))
     return cols
 
 
-def validate_lines(lines: pa.BinaryArray, *, max_text_bytes: int) -> tuple[np.ndarray, dict[str, pa.Array]]:
+def validate_lines(
+    lines: pa.BinaryArray, *, max_text_bytes: int
+) -> tuple[np.ndarray, dict[str, pa.Array]]:
     """Validate non-blank lines (no newline, trailing carriage returns removed).
 
     Returns ``(handled, columns)``: the indices of the lines decided here, in increasing
