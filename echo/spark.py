@@ -33,9 +33,62 @@ LOCAL_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
     "spark.default.parallelism": "4",
-    "spark.driver.memory": "4g",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
 }
+
+GIB = 1024**3
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (psutil when installed, else ``os.sysconf``)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):
+            return 8 * GIB
+
+
+def local_memory_conf(total_bytes: int | None = None, cores: int | None = None) -> dict[str, str]:
+    """Memory settings of a local session, sized from the machine instead of a fixed heap.
+
+    In local mode one JVM is driver and executor; Python workers (one per core at most)
+    are separate processes. The heap gets an eighth of the memory, between 1 and 16 GiB:
+    Spark spills to disk past it, so the JVM's footprint is bounded by the machine, not by
+    the input (a larger heap only fills with garbage before a collection). Python workers
+    get ``spark.python.worker.memory`` (the spill threshold of Python-side aggregation):
+    another eighth shared by the cores, at least 256 MiB each. Echo's own Python code
+    holds one input chunk (``echo.sources.CHUNK_BYTES``) or one document's events at a
+    time."""
+    total = total_bytes or machine_memory_bytes()
+    n = max(1, cores or os.cpu_count() or 1)
+    heap_mib = int(min(max(total // 8, 1 * GIB), 16 * GIB) // 2**20)
+    worker_mib = int(max(total // 8 // n, 256 * 2**20) // 2**20)
+    return {
+        "spark.driver.memory": f"{heap_mib}m",
+        "spark.python.worker.memory": f"{worker_mib}m",
+    }
+
+
+def _user_set(key: str) -> bool:
+    """Whether the user already set ``key`` outside Echo: ``--driver-memory`` / ``--conf``
+    in ``PYSPARK_SUBMIT_ARGS`` or ``spark-defaults.conf`` (their setting wins)."""
+    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    if key in args or (key == "spark.driver.memory" and "--driver-memory" in args):
+        return True
+    conf_dirs = [os.environ.get("SPARK_CONF_DIR", "")]
+    if os.environ.get("SPARK_HOME"):
+        conf_dirs.append(os.path.join(os.environ["SPARK_HOME"], "conf"))
+    for d in filter(None, conf_dirs):
+        path = os.path.join(d, "spark-defaults.conf")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                if any(line.split() and line.split()[0] == key for line in fh):
+                    return True
+    return False
 
 
 #: Delta's two session settings (what ``--packages io.delta:delta-spark_2.13:4.0.0`` needs
@@ -75,6 +128,11 @@ def get_spark(app_name: str = "echo", *, master: str = "", conf: dict[str, str] 
     if local:
         builder = builder.master(master or os.environ.get("ECHO_SPARK_MASTER", "local[*]"))
         settings.update(LOCAL_CONF)
+        for key, value in local_memory_conf().items():
+            if not _user_set(key):
+                settings[key] = value
+        if os.environ.get("ECHO_SPARK_DRIVER_MEMORY"):
+            settings["spark.driver.memory"] = os.environ["ECHO_SPARK_DRIVER_MEMORY"]
         log4j = os.path.join(os.path.dirname(__file__), "log4j2.properties")
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -25,7 +25,15 @@ if TYPE_CHECKING:
 ACCEPTED_OUTCOMES = contract.ACCEPTED_OUTCOMES
 NOT_ACCEPTED = ("rejected", "ignored")
 
-REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields] + ["session_id", "session_end_ts_ms"]
+#: the columns replay reads (``client`` and ``reject``'s ``reason`` are not needed)
+REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields if f.name not in ("client", "reason")] + [
+    "session_id",
+    "session_end_ts_ms",
+]
+#: wide columns that only pass through (the chosen shown event's): taken with Arrow,
+#: never turned into Python strings
+PASS_THROUGH = {"text": "proposal", "prefix": "prefix", "suffix": "suffix"}
+_ROW = "__row"
 
 
 def _replay_schema() -> Any:
@@ -44,9 +52,19 @@ def _arrow_schema() -> pa.Schema:
 def _replay_group(settings: ReplaySettings) -> Any:
     schema = _arrow_schema()
 
+    narrow = [c for c in REPLAY_INPUT if c not in PASS_THROUGH]
+    computed = pa.schema([f for f in schema if f.name not in PASS_THROUGH.values()] + [pa.field(_ROW, pa.int64())])
+
     def fn(table: pa.Table) -> Iterator[pa.RecordBatch] | pa.Table:
-        rows = replay_document(table.to_pylist(), settings)
-        return pa.Table.from_pylist(rows, schema=schema)
+        events = table.select(narrow).to_pylist()
+        for i, ev in enumerate(events):
+            ev[_ROW] = i
+        rows = replay_document(events, settings, clean=False, shown_key=_ROW)
+        out = pa.Table.from_pylist(rows, schema=computed)
+        idx = out.column(_ROW)
+        for src, dst in PASS_THROUGH.items():
+            out = out.append_column(dst, table.column(src).take(idx))
+        return out.select(schema.names)
 
     return fn
 
