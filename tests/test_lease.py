@@ -84,6 +84,40 @@ def test_of_two_runs_racing_for_the_lease_exactly_one_holds_it(spark, lake):
         le.release()
 
 
+class _SwapThen(DeltaRsLeaseStore):
+    """The real store, running ``after`` right after a swap commits (the moment a racing
+    thread of the same process can read the new row before the winner returns)."""
+
+    def __init__(self, lk: Any, after: Any) -> None:
+        super().__init__(lk)
+        self.after = after
+
+    def swap(self, expected_holder: str, expected_state: str, row: dict[str, Any]) -> None:
+        super().swap(expected_holder, expected_state, row)
+        self.after()
+
+
+def test_a_thread_reading_the_row_while_another_takes_it_finds_the_lake_busy(spark, lake):
+    lk = _lake(spark, lake)
+    other = _lease(lk)
+    seen: list[str] = []
+
+    def race() -> None:
+        try:
+            other.acquire(buckets=0)
+            seen.append("held")
+        except LakeBusy:
+            seen.append("busy")
+
+    first = Lease(_SwapThen(lk, race), lk.root, "run")
+    first.acquire(buckets=0)
+    try:
+        assert (seen, first.held, other.held) == (["busy"], True, False)
+    finally:
+        first.release()
+        other.release()
+
+
 def test_the_lease_of_a_killed_run_on_this_host_is_taken_over(spark, lake):
     lk = _lake(spark, lake)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

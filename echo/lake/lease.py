@@ -194,6 +194,10 @@ class Lease:
             row = self.ensure(buckets=buckets)
             check_invariants(row, self.root, buckets=buckets)
             if not is_live(row, now_ms=_now_ms(), host=self.host) or row["holder"] == self.holder:
+                # Registered before the swap: from the moment the row can name this holder,
+                # another thread of this process must read it as live, not as a lease left
+                # by an ended command (which it would take over).
+                _HELD.add(self.holder)
                 try:
                     self.store.swap(row["holder"], row["state"], self._row(row, "held"))
                 except LeaseConflict:
@@ -202,9 +206,9 @@ class Lease:
                     mine = self.store.read()
                     if mine is not None and mine["holder"] == self.holder and mine["state"] == "held":
                         self.held = True
-                        _HELD.add(self.holder)
                         self._start_heartbeat()
                         return mine
+                _HELD.discard(self.holder)
                 continue
             if time.monotonic() >= deadline:
                 raise LakeBusy(
