@@ -1,21 +1,24 @@
-"""Incremental recomputation by user: only users with new events are recomputed.
+"""Helpers of bounded incremental runs (docs/architecture.md, "Incremental runs").
 
-Documents belong to one user and sessions are per user, so the user is the unit of
-recomputation for sessions, suggestions and pairs. Silver and gold tables are
-partitioned by ``user_bucket`` (a stable hash of ``user_id``); a run rewrites only the
-buckets holding affected users, copying the other users' rows of those buckets as they
-are, in one Delta commit per table (copy-on-write, as Delta's MERGE does per file).
+A stage finds the events newer than its watermark through the ``event_date`` partitions
+each ingest run recorded (bronze/ingest_runs.event_dates), reads only the day partitions
+of the state those events can change, and rewrites only the partitions that hold
+changed rows, copying their other rows as they are, in one Delta commit per table.
+gold/refinement_pairs is still recomputed per user (:func:`rewrite_users`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import datetime
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from echo.jobs.state import latest_run, watermark
-from echo.lake.tables import EVENTS, Table
+from echo.lake.tables import EVENTS, INGEST_RUNS, Table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -74,3 +77,85 @@ def rewrite_users(
     rows = carried.select(*table.columns).unionByName(new_rows.select(*table.columns))
     lake.replace_partitions(table, rows.repartition("user_bucket"), buckets, info=info)
     return buckets
+
+
+def new_event_days(lake: Lake, since: int, up_to: int) -> list[datetime.date]:
+    """The ``event_date`` partitions holding events of ingest runs ``(since, up_to]``."""
+    if up_to <= since:
+        return []
+    rows = (
+        lake.read(INGEST_RUNS)
+        .where((F.col("run_no") > since) & (F.col("run_no") <= up_to))
+        .select("event_dates")
+        .collect()
+    )
+    days: set[datetime.date] = set()
+    for r in rows:
+        days.update(datetime.date.fromisoformat(d) for d in json.loads(r[0] or "[]"))
+    return sorted(days)
+
+
+def new_events(lake: Lake, since: int, up_to: int) -> DataFrame:
+    """Bronze events of ingest runs ``(since, up_to]``, read from their days only."""
+    return lake.read_partitions(EVENTS, new_event_days(lake, since, up_to)).where(
+        (F.col("run_no") > since) & (F.col("run_no") <= up_to)
+    )
+
+
+def utc_date(ts_ms: Column | str) -> Column:
+    col = F.col(ts_ms) if isinstance(ts_ms, str) else ts_ms
+    return F.to_date(F.timestamp_millis(col))
+
+
+def days_of_ranges(ranges: DataFrame, lo: Column, hi: Column) -> list[datetime.date]:
+    """Every UTC date from ``date(lo)`` to ``date(hi)`` of each row of ``ranges`` (ms)."""
+    pairs = ranges.select(utc_date(lo).alias("a"), utc_date(hi).alias("b")).distinct().collect()
+    return expand_days((r[0], r[1]) for r in pairs)
+
+
+def expand_days(pairs: Iterable[tuple[datetime.date, datetime.date]]) -> list[datetime.date]:
+    out: set[datetime.date] = set()
+    one = datetime.timedelta(days=1)
+    for a, b in pairs:
+        d = a
+        while d <= b:
+            out.add(d)
+            d += one
+    return sorted(out)
+
+
+def replace_rows(
+    lake: Lake,
+    table: Table,
+    new_rows: DataFrame,
+    removed: DataFrame,
+    partitions: Iterable[Any],
+    *,
+    keys: Sequence[str] | None = None,
+    info: dict[str, str] | None = None,
+) -> list[Any]:
+    """In one commit: drop the rows of ``table`` whose keys are in ``removed`` (which all
+    lie in ``partitions``), add ``new_rows`` (whose partitions must be in ``partitions``
+    too), and carry every other row of those partitions as it is. Returns the partitions."""
+    parts = sorted(set(partitions))
+    if not parts:
+        return []
+    keys = list(keys or table.keys)
+    carried = lake.read_partitions(table, parts).join(removed.select(*keys).distinct(), on=keys, how="left_anti")
+    rows = carried.select(*table.columns).unionByName(new_rows.select(*table.columns))
+    lake.replace_partitions(table, rows.repartition(table.partition_by[0]), parts, info=info)
+    return parts
+
+
+def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
+    """The JSON detail a stage recorded with its watermark ({} when none)."""
+    from echo.lake.tables import STAGE_STATE
+
+    rows = lake.read(STAGE_STATE).where(F.col("stage") == stage).select("detail").collect()
+    if not rows or not rows[0][0]:
+        return {}
+    try:
+        detail = json.loads(rows[0][0])
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {}

@@ -24,6 +24,7 @@ from echo.stages.ingest import (
     classify,
     count_outcomes,
     drop_forgotten_users,
+    kept_event_dates,
     to_events,
     to_quarantine,
 )
@@ -87,7 +88,9 @@ def execute(
         if counts["quarantined"]:
             lake.append(QUARANTINE, to_quarantine(classified, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/quarantine committed", version=lake.version(QUARANTINE))
+        event_dates: list[str] = []
         if counts["kept"]:
+            event_dates = kept_event_dates(classified)
             lake.append(EVENTS, to_events(classified, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/events committed", version=lake.version(EVENTS))
     finally:
@@ -97,6 +100,7 @@ def execute(
     run_row = (
         run_no, started, finished, json.dumps([f.uri for f in files]), counts["records_read"], counts["kept"],
         counts["duplicates"], counts["quarantined"], json.dumps(counts["quarantined_by_reason"]), config_text,
+        json.dumps(event_dates),
     )  # fmt: skip
     lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
     return {"run_no": run_no, "files": len(files), **counts}

@@ -21,9 +21,9 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import rewrite_users, user_bucket
+from echo.jobs.incremental import new_events, rewrite_users, user_bucket
 from echo.jobs.state import latest_run, set_watermark, watermark
-from echo.lake.tables import EVENTS, REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
+from echo.lake.tables import REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
 from echo.stages.pairs import FILTER_REASONS, SCRUB_COLUMNS, pairs_from_suggestions
@@ -68,11 +68,7 @@ def users_to_recompute(lake: Lake, buckets: int, *, rebuild: bool) -> tuple[Data
             .union(lake.read(REFINEMENT_PAIRS).select("user_id"))
         )
     else:
-        ids = (
-            lake.read(EVENTS)
-            .where((F.col("run_no") > since) & (F.col("run_no") <= up_to))
-            .select("user_id")
-        )
+        ids = new_events(lake, since, up_to).select("user_id")
     up_to = max(up_to, since)  # the watermark never moves back
     users = ids.distinct().withColumn("user_bucket", user_bucket("user_id", buckets))
     return users, since, up_to

@@ -7,6 +7,7 @@ what operators need (lineage, partition columns, counters for metrics).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
@@ -53,6 +54,11 @@ EVENT_FIELDS = StructType(
         _f("insert_text", S),
     ]
 )
+
+
+#: The ``day`` partition of silver/suggestions holding every orphan row (orphans have no
+#: shown day), so that a run finds the orphans a new ``shown`` resolves in one partition.
+ORPHAN_DAY = datetime.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ INGEST_RUNS = Table(
             _f("quarantined", L, False),
             _f("quarantined_by_reason", S, False),  # JSON object reason -> count
             _f("config", S, False),  # resolved config, JSON
+            _f("event_dates", S),  # JSON list of the event_date partitions its kept events went to
         ]
     ),
     partition_by=(),
@@ -142,9 +149,10 @@ SESSIONS = Table(
             _f("n_docs", L, False),
             _f("duration_s", D, False),
             _f("user_bucket", I, False),
+            _f("start_date", DateType(), False),  # UTC date of start_ts_ms (the partition)
         ]
     ),
-    partition_by=("user_bucket",),
+    partition_by=("start_date",),
     keys=("session_id",),
     description="one row per session (per user, split on inactivity gaps)",
 )
@@ -178,9 +186,11 @@ SUGGESTIONS = Table(
             _f("accepted_chars", L),  # len(accepted_text) in code points
             _f("retained_chars", L),  # chars of accepted_text that survive in final_text (LCS)
             _f("user_bucket", I, False),
+            # the partition: UTC date of shown_ts_ms; every orphan row in ORPHAN_DAY
+            _f("day", DateType(), False),
         ]
     ),
-    partition_by=("user_bucket",),
+    partition_by=("day",),
     keys=("suggestion_id",),
     description="one row per shown suggestion (and per orphan) with its outcome",
 )
@@ -273,6 +283,40 @@ FORGOTTEN_USERS = Table(
     description="users deleted by 'forget' (hashed); ingest drops their records",
 )
 
+#: Incremental state of sessionize, read by track: per run, the time intervals of each
+#: user whose sessions that run recomputed (docs/architecture.md, "Incremental runs").
+SESSION_CHANGES = Table(
+    name="_echo/session_changes",
+    schema=StructType(
+        [
+            _f("user_id", S, False),
+            _f("lo_ts_ms", L, False),  # first event of the interval
+            _f("hi_ts_ms", L, False),  # last event of the interval
+            _f("run_no", L, False),  # the sessionize run (its up-to ingest run)
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("user_id", "lo_ts_ms", "run_no"),
+    description="per sessionize run: the intervals of a user whose sessions it recomputed",
+)
+
+#: Incremental state of track: the bronze event_date partitions each document has
+#: events in, so that replaying a document reads only those days.
+DOC_DAYS = Table(
+    name="_echo/doc_days",
+    schema=StructType(
+        [
+            _f("doc_id", S, False),
+            _f("user_id", S, False),
+            _f("event_date", DateType(), False),
+            _f("run_no", L, False),  # the track run that recorded it
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("doc_id", "event_date"),
+    description="per document: the UTC days it has events on (one row per doc x day x run)",
+)
+
 #: The lake's lease and invariants: one row (``slot`` 0). Created with the lake in one
 #: put-if-absent Delta commit (version 0) that fixes ``buckets`` and ``format_version``
 #: for the lake's life; every writing command then takes the lease with a conditional
@@ -308,6 +352,8 @@ ALL_TABLES: tuple[Table, ...] = (
     REFINEMENT_PAIRS,
     STAGE_STATE,
     FORGOTTEN_USERS,
+    SESSION_CHANGES,
+    DOC_DAYS,
 )
 
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}

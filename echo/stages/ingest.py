@@ -101,6 +101,13 @@ def event_date(ts_ms_col: str = "ts_ms") -> F.Column:
     return F.to_date(F.timestamp_millis(F.col(ts_ms_col)))
 
 
+def kept_event_dates(classified: DataFrame) -> list[str]:
+    """The bronze/events partitions (``event_date``, ISO) the kept records go to: recorded
+    per run in bronze/ingest_runs, so later stages read only those days' new events."""
+    kept = classified.where(F.col("status") == KEPT).select(event_date().alias("d")).distinct()
+    return sorted(str(r[0]) for r in kept.collect())
+
+
 def to_events(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:
     """The kept records as bronze/events rows."""
     kept = classified.where(F.col("status") == KEPT)
