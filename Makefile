@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned so pip takes the local CPU wheel instead of a CUDA build
 INSTALL := "torch==2.13.0" -e ".[all]"
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-slow test-delta-spark lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,9 +23,20 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# the slow end-to-end tests the default run leaves out (every crash boundary, ...)
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+# the delta-spark cases, with Delta's jars as local files (README, docs/deploy.md):
+#   ECHO_DELTA_JARS=delta-spark_2.13-4.0.0.jar,delta-storage-4.0.0.jar make test-delta-spark
+test-delta-spark: setup
+	@test -n "$$ECHO_DELTA_JARS" || { echo "set ECHO_DELTA_JARS=delta-spark_2.13-4.0.0.jar,delta-storage-4.0.0.jar" >&2; exit 2; }
+	$(BIN)/python -m pytest -m delta_spark
+
 lint: setup
 	$(BIN)/ruff check echo jobs tests benchmarks
 	$(BIN)/mypy echo
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache spark-warehouse

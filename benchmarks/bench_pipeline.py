@@ -86,7 +86,7 @@ def main() -> int:
     from echo.progress import Progress
     from echo.spark import get_spark
 
-    spark = get_spark("echo-bench", master=args.master, conf={"spark.driver.memory": "6g"})
+    spark = get_spark("echo-bench", master=args.master)  # memory sized from the machine (echo/spark.py)
     results = []
     for n in sizes:
         root = Path(args.out) / f"n{n}"

@@ -35,8 +35,8 @@ MODEL = {
 def bare(root: Path, args: argparse.Namespace, threads: int) -> dict[str, Any]:
     import torch
 
+    from echo.train.bare import bare_train
     from echo.train.data import EncodeSpec, formats_for, local_examples, open_shards
-    from echo.train.loop import bare_train
     from echo.train.model import build_model, build_tokenizer, resolve_model_spec, tokenizer_info
     from echo.train.trainer import _texts
 

@@ -8,6 +8,7 @@ their command runs, so ``echo-pipeline ingest`` never imports torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ from echo.errors import EchoError
 
 #: command -> (module with ``main(argv)``, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("echo.importers.cli", "Continue / Tabby client logs -> contract events (JSONL)"),
     "ingest": ("echo.jobs.ingest", "events (JSONL/Parquet) -> bronze/events, bronze/quarantine"),
     "sessionize": ("echo.jobs.sessionize", "bronze/events -> silver/sessions"),
     "track": ("echo.jobs.track", "replay documents -> silver/suggestions, gold/acceptance_metrics"),
@@ -26,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("echo.train.cli", "fine-tune a causal LM on the shards (Ray Train + DeepSpeed)"),
     "evaluate": ("echo.train.evaluate", "offline evaluation of a model on the val/test pairs"),
     "loop": ("echo.loop.cli", "the experience loop: deploy, harvest, retrain, measure"),
-    "demo": ("echo.jobs.demo", "the experience loop at demo size (--data-only: the data pipeline alone)"),
+    "demo": ("echo.demo", "the experience loop at demo size (--data-only: the data pipeline alone)"),
 }
 
 PROG = "echo-pipeline"
@@ -37,6 +39,7 @@ def _usage() -> str:
     lines = [f"usage: {PROG} <command> [options]   (or: python -m echo <command>)", "", "commands:"]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
     lines += ["", f"'{PROG} <command> --help' shows a command's options."]
+    lines += ["--verbose (anywhere) keeps Spark's and Ray's own logging on the terminal; else it goes to a log file."]
     return "\n".join(lines)
 
 
@@ -50,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"{PROG} {__version__}")
         return 0
+    if "--verbose" in args:
+        args = [a for a in args if a != "--verbose"]
+        os.environ["ECHO_VERBOSE"] = "1"
+    if not args:
+        print(_usage())
+        return 2
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         print(f"{PROG}: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
@@ -65,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    return run_main(module.main, rest, prog=f"{PROG} {command}")
+    from echo import logs
+
+    logs.start(command, rest)
+    try:
+        return run_main(module.main, rest, prog=f"{PROG} {command}")
+    finally:
+        logs.finish()
 
 
 def run_main(fn: object, argv: Sequence[str], *, prog: str) -> int:

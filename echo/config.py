@@ -23,23 +23,39 @@ from typing import Any, TypeVar
 
 import yaml
 
+from echo import contract
 from echo.errors import ConfigError
 
 T = TypeVar("T")
 
 
-def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None) -> Any:
-    """A config field with its help text (and optional allowed values)."""
+def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, required: bool = False) -> Any:
+    """A config field with its help text (and optional allowed values). ``required``: a
+    command that takes this section needs it on the command line or in the YAML."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = tuple(choices)
+    if required:
+        meta["required"] = True
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for sequence defaults: configs are frozen")
     return field(default=default, metadata=meta)
 
 
+class Validated:
+    """Base of every config section: values are checked when the instance is made
+    (``__post_init__`` calls :meth:`validate`, which raises a one-line ConfigError), so a
+    config that exists is a valid one. Required settings are checked by :func:`resolve`."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that cannot work (override per section)."""
+
+
 @dataclass(frozen=True)
-class LakeConfig:
+class LakeConfig(Validated):
     """Where the tables live and how they are written."""
 
     lake: str = setting("", "lake root: a local path or an object-store URI (s3://, abfss://, gs://)")
@@ -66,19 +82,35 @@ class LakeConfig:
         "where the submit command decides",
     )
 
+    def validate(self) -> None:
+        if self.buckets < 0:
+            raise ConfigError("--buckets must be at least 1 (or 0: the lake's own value)")
+        if self.wait_s < 0:
+            raise ConfigError("--wait-s must be >= 0")
+
 
 @dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(Validated):
     """Settings of the contract's stages (CONTRACT.md sections 1-3)."""
 
-    session_gap_s: int = setting(1800, "a gap strictly greater than this many seconds splits sessions")
-    refine_window_s: int = setting(600, "seconds after the accept during which edits refine it")
+    session_gap_s: int = setting(contract.SESSION_GAP_S, "a gap strictly greater than this many seconds splits sessions")
+    refine_window_s: int = setting(contract.REFINE_WINDOW_S, "seconds after the accept during which edits refine it")
     min_refine_similarity: float = setting(
-        0.5, "edit similarity at or above which a changed suggestion is 'refined', else 'rewritten'"
+        contract.MIN_REFINE_SIMILARITY, "edit similarity at or above which a changed suggestion is 'refined', else 'rewritten'"
     )
     max_text_bytes: int = setting(
-        1_048_576, "UTF-8 size above which a text field is quarantined as text_too_large"
+        contract.MAX_TEXT_BYTES, "UTF-8 size above which a text field is quarantined as text_too_large"
     )
+
+    def validate(self) -> None:
+        if self.session_gap_s < 0:
+            raise ConfigError("--session-gap-s must be >= 0")
+        if self.refine_window_s < 0:
+            raise ConfigError("--refine-window-s must be >= 0")
+        if not 0.0 <= self.min_refine_similarity <= 1.0:
+            raise ConfigError("--min-refine-similarity must be within [0, 1]")
+        if self.max_text_bytes < 1:
+            raise ConfigError("--max-text-bytes must be positive")
 
 
 def _field_type(cls: type, f: dataclasses.Field[Any]) -> Any:
@@ -96,13 +128,21 @@ def _converter(tp: Any) -> Any:
         conv = _converter(inner)
         return lambda s: tuple(conv(x) for x in (s.split(",") if isinstance(s, str) else s) if x != "")
     if tp is bool:
-        return _parse_bool
+        return parse_bool
     if tp in (int, float, str):
         return tp
     return str
 
 
-def _parse_bool(value: Any) -> bool:
+class ConfigParser(argparse.ArgumentParser):
+    """The parser of every command: a bad argument raises ConfigError (one line, exit 2)
+    instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see --help)")
+
+
+def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     s = str(value).strip().lower()
@@ -182,6 +222,10 @@ def resolve(args: argparse.Namespace, *classes: type) -> tuple[Any, ...]:
         raise ConfigError(f"unknown setting(s) in {args.config}: {', '.join(unknown)}")
     cli_values = {k: v for k, v in vars(args).items() if k in known}
     merged = {**yaml_values, **cli_values}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("required") and not merged.get(f.name):
+                raise ConfigError(f"--{f.name.replace('_', '-')} is required")
     return tuple(build_config(cls, merged) for cls in classes)
 
 

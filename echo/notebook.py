@@ -231,23 +231,19 @@ def acceptance_figures(
 
 
 def acceptance_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Totals per model: shown, accepted, acceptance rate, kept/refined share, char retention."""
-    m = metrics.assign(model_id=metrics["model_id"].fillna("(none)"))
-    cols = [
-        "shown",
-        "accepted",
-        "kept",
-        "refined",
-        "rewritten",
-        "deleted",
-        "replay_gap",
-        "accepted_chars",
-        "retained_chars",
-    ]
-    t = m.groupby("model_id", as_index=False)[cols].sum()
-    t["acceptance_rate"] = t["accepted"] / t["shown"].where(t["shown"] > 0)
-    t["char_retention"] = t["retained_chars"] / t["accepted_chars"].where(t["accepted_chars"] > 0)
-    return t.sort_values("model_id").reset_index(drop=True)
+    """Totals per model (echo.metrics): shown, accepted, acceptance rate with its 95%
+    interval, kept/refined counts, char retention."""
+    import pandas as pd
+
+    from echo.metrics import acceptance_by_model
+
+    per_model = acceptance_by_model(metrics.astype(object).where(metrics.notna(), None).to_dict("list"))
+    rows = [
+        {"model_id": model, **{k: v for k, v in m.items() if k not in ("acceptance", "ci95")},
+         "acceptance_rate": m["acceptance"], "ci95_low": m["ci95"][0], "ci95_high": m["ci95"][1]}
+        for model, m in per_model.items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 # -- training report ---------------------------------------------------------------------

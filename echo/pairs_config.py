@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 GENERATED_MARKERS = (
@@ -23,7 +23,7 @@ GENERATED_MARKERS = (
 
 
 @dataclass(frozen=True)
-class PairsConfig:
+class PairsConfig(Validated):
     """silver/suggestions -> gold/refinement_pairs: filters, weights, split."""
 
     train_ratio: float = setting(0.8, "share of users (not pairs) in the train split")
@@ -126,10 +126,10 @@ class PairsConfig:
 
 
 @dataclass(frozen=True)
-class ShardsConfig:
+class ShardsConfig(Validated):
     """gold/refinement_pairs -> training shards (Parquet) + manifest.json."""
 
-    out: str = setting("", "output directory of the shards (replaced atomically on each run)")
+    out: str = setting("", "output directory of the shards (replaced atomically on each run)", required=True)
     num_shards: int = setting(0, "Parquet files per split and format (0: derive from --workers)")
     workers: int = setting(
         1, "training workers the shards are cut for: at least one file per worker per split"
@@ -155,8 +155,6 @@ class ShardsConfig:
     )
 
     def validate(self) -> None:
-        if not self.out:
-            raise ConfigError("--out DIR is required (the shards directory to write)")
         if "://" in self.out and not self.out.startswith("file://"):
             raise ConfigError(
                 "--out must be a local directory (shards are renamed into place atomically)"

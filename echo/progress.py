@@ -1,4 +1,5 @@
-"""Progress output for long work: one line per step on stderr, with elapsed time."""
+"""Progress output for long work: one line per step on stderr, with elapsed time, and
+progress bars with an estimate of the time left (:func:`bar`, tqdm) for long loops."""
 
 from __future__ import annotations
 
@@ -24,3 +25,25 @@ class Progress:
             return
         extra = "".join(f" {k}={v:,}" if isinstance(v, int) else f" {k}={v}" for k, v in counts.items())
         print(f"[{self.stage} {self.elapsed:7.1f}s] {message}{extra}", file=sys.stderr, flush=True)
+
+
+def bar(stage: str, total: int, unit: str, *, quiet: bool = False) -> Any:
+    """A progress bar with the rate and an estimate of the time left (tqdm), on stderr.
+
+    ``with bar("evaluate", n, "pairs") as b: ... b.update(k)``. Quiet: a bar that shows
+    nothing. Off a terminal (a log, CI) it redraws at most every 30 s, in ASCII.
+    """
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=f"[{stage}]",
+        unit=f" {unit}",
+        file=sys.stderr,
+        disable=quiet,
+        mininterval=0.5 if tty else 30.0,
+        ascii=not tty,
+        dynamic_ncols=tty,
+        leave=True,
+    )

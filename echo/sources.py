@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from echo.errors import InputError
 from echo.stages.validate import (
     EVENT_COLUMNS,
@@ -57,6 +59,7 @@ class InputFile:
     fmt: str  # "jsonl" | "jsonl.gz" | "parquet"
     size: int
     row_groups: int = -1  # Parquet: from the footer read by the probe; -1 = not read yet
+    mtime_ns: int = -1  # modification time when listed (-1: the store gives none)
 
 
 @dataclass(frozen=True)
@@ -126,13 +129,38 @@ def list_inputs(paths: Sequence[str], *, probe: bool = True) -> list[InputFile]:
             seen.add(uri)
             if not os.access(uri, os.R_OK) and not prefix:
                 raise InputError(f"input not readable: {uri}")
-            files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0)))
+            mtime = f.mtime_ns if f.mtime_ns is not None else -1
+            files.append(InputFile(len(files), uri, str(_format_of(f.base_name)), int(f.size or 0), mtime_ns=mtime))
     return [_probe(f) for f in files] if probe else files
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def changed_inputs(files: Sequence[InputFile]) -> list[str]:
+    """The inputs that are no longer what :func:`list_inputs` saw (gone, another size or
+    modification time), each as ``"PATH (what changed)"``. Ingest checks this after
+    reading and again before it publishes a run: a file written to, replaced or deleted
+    while it was read is refused rather than half ingested."""
+    import pyarrow.fs as pafs
+
+    out: list[str] = []
+    for f in files:
+        try:
+            fs, p = _fs(f.uri)
+            info = fs.get_file_info(p)
+        except (OSError, ValueError) as exc:
+            out.append(f"{f.uri} (cannot stat: {_first_line(exc)})")
+            continue
+        if info.type != pafs.FileType.File:
+            out.append(f"{f.uri} (vanished)")
+        elif int(info.size or 0) != f.size:
+            out.append(f"{f.uri} (size {f.size} -> {info.size})")
+        elif f.mtime_ns >= 0 and info.mtime_ns is not None and info.mtime_ns != f.mtime_ns:
+            out.append(f"{f.uri} (modified)")
+    return out
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -157,7 +185,7 @@ def _probe(f: InputFile) -> InputFile:
     """Open the file and read its start (gzip: its header and first block; Parquet: its
     footer), so that a file that is not what its name says fails before any table."""
     if f.fmt == "parquet":
-        return InputFile(f.path_idx, f.uri, f.fmt, f.size, _parquet_row_groups(f))
+        return InputFile(f.path_idx, f.uri, f.fmt, f.size, _parquet_row_groups(f), f.mtime_ns)
     fs, p = _fs(f.uri)
     try:
         with fs.open_input_file(p) as native:
@@ -325,6 +353,146 @@ def _read_parquet(
         yield _row(task, first_row + i, first_row + i + 1, raw_bytes, raw, v)
 
 
+CHUNK_BYTES = 8 * 1024 * 1024  # a read task holds about this much input at a time
+_BLANK_START = frozenset(b" \t\n\r\x0b\x0c")
+
+#: (buffer, line starts, line ends, byte offset of the buffer, line number of the first line
+#: or None): line i is ``buffer[starts[i]:ends[i]]``, newline and trailing ``\r`` removed
+LineChunk = tuple[bytes, Any, Any, int, "int | None"]
+
+
+def _line_chunks(task: ReadTask, chunk_bytes: int | None = None) -> Iterator[LineChunk]:
+    """The task's lines, ``chunk_bytes`` of input at a time (the lines of
+    :func:`_iter_lines`, blank ones included: a line belongs to the range holding its
+    first byte)."""
+    import numpy as np
+
+    fs, p = _fs(task.file.uri)
+    with fs.open_input_file(p) as native:
+        fh: Any = io.BufferedReader(_RawAdapter(native), buffer_size=1 << 20)
+        if task.file.fmt == "jsonl.gz":
+            fh = gzip.GzipFile(fileobj=fh)
+        base, skip_first = 0, False
+        line_no: int | None = 1
+        if task.start > 0:
+            fh.seek(task.start - 1)
+            base, skip_first, line_no = task.start - 1, True, None  # line numbers unknown in a range
+        end = task.end if task.end >= 0 else None
+        carry = b""
+        while True:
+            data = fh.read(chunk_bytes or CHUNK_BYTES)
+            eof = not data
+            buf = carry + data if carry else data
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            ends = np.flatnonzero(arr == 10)
+            consumed = int(ends[-1]) + 1 if len(ends) else 0
+            if eof and consumed < len(buf):  # the last line has no newline
+                ends = np.append(ends, len(buf))
+                consumed = len(buf)
+            starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if len(ends) else ends
+            if skip_first and len(starts):
+                starts, ends, skip_first = starts[1:], ends[1:], False
+            stop = False
+            if end is not None and len(starts):
+                inside = int(np.searchsorted(base + starts, end, side="left"))
+                stop = inside < len(starts)
+                starts, ends = starts[:inside], ends[:inside]
+            ends = ends.copy()
+            while True:  # strip trailing carriage returns (as rstrip(b"\r"))
+                cr = ends > starts
+                cr[cr] = arr[ends[cr] - 1] == 13
+                if not cr.any():
+                    break
+                ends[cr] -= 1
+            if len(starts):
+                yield buf, starts, ends, base, line_no
+                if line_no is not None:
+                    line_no += len(starts)
+            if stop or eof:
+                return
+            carry = buf[consumed:]
+            base += consumed
+
+
+def _fast_batch(
+    task: ReadTask, lines: Any, texts_ok: Any, pos: Any, line_nos: Any, cols: dict[str, Any], schema: Any
+) -> Any:
+    """A records batch from the columns of :func:`echo.stages.validate_arrow.validate_lines`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(lines)
+    refused = pc.is_valid(cols["q_reason"])
+    raw = pc.if_else(refused, texts_ok, pa.nulls(n, pa.string()))
+    values = {
+        "source": pa.array([task.file.uri] * n, pa.string()) if n else pa.array([], pa.string()),
+        "path_idx": pa.array(np.full(n, task.file.path_idx, dtype=np.int32)),
+        "pos": pa.array(pos, pa.int64()),
+        "line_no": line_nos,
+        "raw_bytes": lines,
+        "raw": raw,
+        **cols,
+    }
+    return pa.RecordBatch.from_arrays([values[f.name].cast(f.type) for f in schema], schema=schema)
+
+
+def read_task_batches(task: ReadTask, max_text_bytes: int, schema: Any) -> Iterator[Any]:
+    """The records of one task as Arrow batches (``schema``: :func:`_arrow_records_schema`).
+
+    JSON Lines are validated a chunk at a time by
+    :func:`echo.stages.validate_arrow.validate_lines`; the lines it does not decide go
+    through the reference validator (:func:`read_task`'s path), so the rows are those of
+    :func:`read_task`, in another order (``(path_idx, pos)`` orders them). Parquet rows
+    and read errors are :func:`read_task`'s."""
+    import pyarrow as pa
+
+    from echo.stages.validate_arrow import validate_lines
+
+    if task.file.fmt == "parquet":
+        yield from _batches(read_task(task, max_text_bytes), schema)
+        return
+    errors = _read_errors()
+    chunks = _line_chunks(task)
+    pos = task.start
+    while True:
+        try:
+            buf, starts, ends, base, first_no = next(chunks)
+        except StopIteration:
+            return
+        except errors as exc:
+            yield from _batches(iter([_read_error_row(task, pos, exc)]), schema)
+            return
+        pos = base + int(ends[-1])
+        numbers = np.arange(len(starts), dtype=np.int64) + first_no if first_no is not None else None
+        # blank lines are not records: only lines starting with white space can be blank
+        maybe_blank = np.flatnonzero((ends == starts) | np.isin(np.frombuffer(buf, np.uint8)[np.minimum(starts, len(buf) - 1)], list(_BLANK_START)))
+        keep = np.ones(len(starts), dtype=bool)
+        for i in maybe_blank.tolist():
+            if not buf[starts[i] : ends[i]].strip():
+                keep[i] = False
+        starts, ends = starts[keep], ends[keep]
+        numbers = numbers[keep] if numbers is not None else None
+        lines = pa.array([buf[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)], pa.binary())
+        del buf
+        handled, cols = validate_lines(lines, max_text_bytes=max_text_bytes)
+        if len(handled):
+            take = pa.array(handled)
+            fast_lines = lines.take(take)
+            line_nos = pa.array(numbers[handled], pa.int64()) if numbers is not None else pa.nulls(len(handled), pa.int64())
+            yield _fast_batch(task, fast_lines, fast_lines.cast(pa.string()), base + starts[handled], line_nos, cols, schema)
+        rest = np.ones(len(starts), dtype=bool)
+        rest[handled] = False
+        if rest.any():
+            rows = []
+            for i in np.flatnonzero(rest).tolist():
+                line = lines[i].as_py()
+                v = validate_json_line(line, max_text_bytes=max_text_bytes)
+                text = line.decode("utf-8", errors="replace") if v.reason else None
+                no = int(numbers[i]) if numbers is not None else None
+                rows.append(_row(task, base + int(starts[i]), no, line, text, v))
+            yield from _batches(iter(rows), schema)
+
+
 def records_schema() -> Any:
     from pyspark.sql.types import (
         BinaryType,
@@ -355,13 +523,9 @@ def records_schema() -> Any:
 
 
 def _arrow_records_schema() -> Any:
-    import pyarrow as pa
+    from echo.lake.arrow import to_arrow_schema
 
-    from echo.lake.delta_rs import _SPARK_TO_ARROW
-
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], f.nullable) for f in records_schema().fields]
-    )
+    return to_arrow_schema(records_schema())
 
 
 def _batches(rows: Iterator[RecordRow], schema: Any, size: int = 4096) -> Iterator[Any]:
@@ -392,7 +556,7 @@ def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_by
     def read(batches: Iterable[Any]) -> Iterable[Any]:
         for batch in batches:
             for task_no in batch.column(0).to_pylist():
-                yield from _batches(read_task(tasks[task_no], max_text_bytes), schema)
+                yield from read_task_batches(tasks[task_no], max_text_bytes, schema)
 
     ids = spark.range(0, len(tasks), 1, numPartitions=max(1, len(tasks)))
     return ids.mapInArrow(read, records_schema())

@@ -35,6 +35,9 @@ def test_unknown_command_is_an_error(capsys):
         (["track", "--lake", "x", "--refine-window-s", "ten"], "invalid"),
         (["sessionize", "--lake", "x", "--session-gap-s", "-1"], "must be >= 0"),
         (["sessionize", "--lake", "x", "--lake-backend", "parquet"], "invalid choice"),
+        (["shards", "--lake", "x"], "--out is required"),
+        (["sessionize", "--lake", "x", "--buckets", "-1"], "--buckets must be at least 1"),
+        (["sessionize", "--lake", "x", "--wait-s", "-5"], "--wait-s must be >= 0"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
@@ -68,3 +71,20 @@ def test_python_dash_m_echo_prints_no_traceback(tmp_path):
     )  # fmt: skip
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [f"echo-pipeline ingest: error: input not found: {tmp_path / 'missing'}"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("echo.config", fromlist=["PipelineConfig"]).PipelineConfig(session_gap_s=-1),
+        lambda: __import__("echo.config", fromlist=["LakeConfig"]).LakeConfig(buckets=-2),
+        lambda: __import__("echo.pairs_config", fromlist=["PairsConfig"]).PairsConfig(train_ratio=-1.0),
+        lambda: __import__("echo.pairs_config", fromlist=["ShardsConfig"]).ShardsConfig(out="x", workers=0),
+    ],
+    ids=["pipeline", "lake", "pairs", "shards"],
+)
+def test_a_config_section_is_checked_when_it_is_made(make):
+    from echo.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        make()

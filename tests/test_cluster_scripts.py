@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,42 @@ def test_delta_off_adds_neither_packages_nor_settings() -> None:
     assert "--master local\\[2\\]" in proc.stdout or "--master local[2]" in proc.stdout
     assert "--packages" not in proc.stdout and "DeltaSparkSessionExtension" not in proc.stdout
     assert "--archives" not in proc.stdout
+
+
+def test_delta_jars_puts_echo_delta_jars_on_the_command_with_deltas_settings(tmp_path: Path) -> None:
+    jars = [tmp_path / "delta-spark_2.13-4.0.0.jar", tmp_path / "delta-storage-4.0.0.jar"]
+    for j in jars:
+        j.write_bytes(b"")
+    value = ",".join(map(str, jars))
+    proc = _script(YARN, "sessionize", "--lake", "y", DRY_RUN="1", MASTER="local[2]", DELTA="jars",
+                   ECHO_DELTA_JARS=value)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    args = shlex.split(proc.stdout)
+    assert args[args.index("--jars") + 1] == value and "--packages" not in args
+    for setting in DELTA_SETTINGS:
+        assert f"--conf {setting}" in proc.stdout
+
+
+def test_delta_jars_naming_a_missing_jar_fails_with_one_line(tmp_path: Path) -> None:
+    proc = _script(YARN, "sessionize", "--lake", "y", DRY_RUN="1", MASTER="local[2]", DELTA="jars",
+                   ECHO_DELTA_JARS=str(tmp_path / "nope.jar"))  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"submit-yarn.sh: error: ECHO_DELTA_JARS: no such jar file: {tmp_path / 'nope.jar'}"
+    ]
+
+
+@pytest.mark.delta_spark
+def test_yarn_script_runs_the_pipeline_on_delta_spark_with_local_jars(tmp_path: Path) -> None:
+    jars = os.environ.get("ECHO_DELTA_JARS", "")
+    if not jars:
+        pytest.skip("needs ECHO_DELTA_JARS=delta-spark_2.13-4.0.0.jar,delta-storage-4.0.0.jar (docs/deploy.md)")
+    lake = tmp_path / "lake"
+    proc = _script(YARN, "run", "--events", EVENTS, "--lake", str(lake), MASTER="local[2]", DELTA="jars",
+                   ECHO_DELTA_JARS=jars)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[lake] backend delta-spark (auto: " in proc.stderr  # --jars seen by the detection
+    assert _rows(lake, "silver/suggestions") == _report(proc.stdout)["track"]["suggestions_written"] > 0
 
 
 @pytest.mark.parametrize("script", [YARN, K8S], ids=["yarn", "k8s"])

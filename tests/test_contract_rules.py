@@ -46,7 +46,9 @@ def versions(lake: str) -> dict[str, int | None]:
 
 
 def tables_in(lake: str) -> list[str]:
-    return sorted(str(p.parent.relative_to(lake)) for p in Path(lake).glob("*/*/_delta_log"))
+    """The lake's data tables (not ``_echo/lease``, the lake's coordination state)."""
+    found = (str(p.parent.relative_to(lake)) for p in Path(lake).glob("*/*/_delta_log"))
+    return sorted(t for t in found if t != "_echo/lease")
 
 
 # -- section 1.2: the order of reasons (pure validation) ---------------------------------

@@ -37,12 +37,12 @@ def snapshot(lake: str) -> dict[str, list[tuple]]:
     return out
 
 
-def one_run_vs_batches(batches: list[Path], tmp: Path) -> tuple[dict, dict]:
+def one_run_vs_batches(batches: list[Path], tmp: Path, *extra: str) -> tuple[dict, dict]:
     whole = str(tmp / f"whole-{uuid.uuid4().hex[:6]}")
-    run_stages(batches, whole)
+    run_stages(batches, whole, *extra)
     inc = str(tmp / f"inc-{uuid.uuid4().hex[:6]}")
     for b in batches:
-        run_stages([b], inc)
+        run_stages([b], inc, *extra)
     return snapshot(whole), snapshot(inc)
 
 
@@ -145,11 +145,11 @@ def test_random_batch_splits_give_the_tables_of_one_run(spark, tmp_path, stream)
     assert inc == whole
 
 
-def test_contract_sample_in_three_batches_equals_one_run(spark, tmp_path):
+def test_contract_sample_in_three_batches_equals_one_run(spark, tmp_path, backend):
     lines = (CONTRACT_SAMPLE / "events.jsonl").read_bytes().split(b"\n")
     thirds = [lines[i::3] for i in range(3)]  # late and out-of-order across batches
     batches = [write_jsonl(tmp_path / f"b{i}" / "e.jsonl", part) for i, part in enumerate(thirds)]
-    whole, inc = one_run_vs_batches(batches, tmp_path)
+    whole, inc = one_run_vs_batches(batches, tmp_path, "--lake-backend", backend)
     assert inc == whole
     assert len(whole["silver/suggestions"]) == len(json.loads((CONTRACT_SAMPLE / "expected.json").read_text())["suggestions"])
 
@@ -212,7 +212,7 @@ def _bucket_files(lake: str, table: str) -> dict[int, set[str]]:
 
 
 def test_a_batch_of_one_user_rewrites_only_that_users_buckets(spark, tmp_path):
-    from echo.jobs.incremental import user_bucket
+    from echo.lake.partitioning import user_bucket
     from tests.helpers import Ev
 
     users = [f"user-{i}" for i in range(12)]

@@ -1,5 +1,5 @@
-"""A lake root given as a URI (``file://``: the object-store code path that runs here),
-and the progress lines of the long stages."""
+"""A lake root given as a ``file:///`` URI through the whole run (every local spelling is
+the same lake: tests/test_lake_paths.py), and the progress lines of the long stages."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from test_pairs_helpers import PREFIX, FakeUpstream, gold_rows, run_pairs, suggestion
+from upstream import PREFIX, FakeUpstream, gold_rows, run_pairs, suggestion
 
 from echo.lake.tables import REFINEMENT_PAIRS
 from echo.pairs_config import PairsConfig

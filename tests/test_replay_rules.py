@@ -13,16 +13,12 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
-
-CONTRACT_SAMPLE = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "contract-sample"
-)
+from tests.conftest import CONTRACT_SAMPLE
 
 DEFAULT = ReplaySettings()
 SESSION_END = 10_000_000  # far past every horizon unless a test says otherwise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from echo.stages.scrub import TYPES, scrub_pair, scrub_text
@@ -90,35 +92,130 @@ def test_private_key_cut_off_before_its_end_line_is_removed_to_the_end() -> None
     assert counts == {"private_key": 1}
 
 
-LOOK_ALIKES = [
-    "# AKIA is the prefix of AWS access key ids; never commit one",
-    "AKIA_PREFIX = 'AKIA'",
-    "pip install 'requests==2.31.0'  # pinned: tool@v1.2.3 and lodash@latest",
-    "npm install @types/node@20.1.0",
-    '@app.route("/users/<int:user_id>")\ndef show(user_id):',
-    "@pytest.fixture(scope='session')",
-    "git remote add origin git@github.com:acme/shop.git",
-    "ssh deploy@localhost 'systemctl restart app'",
-    'COMMIT = "9fceb02d0ae598e95dc970b74767f19372d61af8"',
-    'digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"',
-    "import sklearn  # sk-learn is scikit-learn",
-    'css = "sk-button-primary sk-layout"',
-    'url = "https://api.github.com/repos/acme/shop"',
-    'url = "https://user@host.internal/path"  # user info only, no password',
-    'password = os.environ["DB_PASSWORD"]',
-    'password = ""',
-    "ghp_ = 1  # a variable named like a token prefix",
-    "x = a@b  # matrix product",
-    'uuid = "123e4567-e89b-12d3-a456-426614174000"',
-    'token = "<eos>"',
-]
+#: Every rule, with texts that look like what it matches but are legitimate code and must
+#: survive unchanged (docs/pairs.md, "Look-alikes kept", lists the same table).
+LOOK_ALIKES_BY_RULE: dict[str, list[str]] = {
+    "private_key": [
+        'if line.strip() == "-----BEGIN RSA PRIVATE KEY-----":\n    in_key = True\n',
+        'PEM_HEADER = "-----BEGIN PRIVATE KEY-----"\nPEM_FOOTER = "-----END PRIVATE KEY-----"\n',
+        'assert pem.startswith("-----BEGIN RSA PRIVATE KEY-----\\n")',
+        'KEY_RE = re.compile(r"-----BEGIN RSA PRIVATE KEY-----\\n(.*?)\\n-----END RSA PRIVATE KEY-----", re.S)',
+        "# a key file starts with -----BEGIN OPENSSH PRIVATE KEY----- and ends with its END line",
+        "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----\nPrivateKeyParserImplementation(data)\n",
+        "                -----END RSA PRIVATE KEY-----\n",
+        "-----BEGIN RSA PRIVATE KEY-----",
+    ],
+    "aws_access_key": [
+        "# AKIA is the prefix of AWS access key ids; never commit one",
+        "AKIA_PREFIX = 'AKIA'",
+        'ARN_PART = "AKIAIOSFODNN7EXAMPLE1234"  # longer than a key id',
+    ],
+    "aws_secret_key": [
+        'aws_secret_access_key = os.environ["AWS_SECRET_ACCESS_KEY"]',
+        'COMMIT = "9fceb02d0ae598e95dc970b74767f19372d61af8"',
+    ],
+    "github_token": [
+        "ghp_ = 1  # a variable named like a token prefix",
+        'PREFIXES = ("ghp_", "gho_", "github_pat_")',
+    ],
+    "slack_token": [
+        'TOKEN_PREFIXES = ("xoxb-", "xoxp-")',
+        "# xoxb-tokens are bot tokens",
+    ],
+    "slack_webhook": [
+        'BASE = "https://hooks.slack.com/services/"',
+        'url = "https://hooks.slack.com/services/T000/B000/XXXX"  # docs placeholder',
+    ],
+    "stripe_key": [
+        'stripe.api_key = os.environ["STRIPE_SECRET_KEY"]',
+        'LIVE_PREFIX = "sk_live_"',
+    ],
+    "openai_key": [
+        "import sklearn  # sk-learn is scikit-learn",
+        'css = "sk-button-primary sk-layout"',
+        'pipeline = "sk-learn-preprocessing-pipeline-helpers"',
+    ],
+    "google_api_key": [
+        'PREFIX = "AIza"',
+        'key = "AIzaShort123"',
+    ],
+    "jwt": [
+        'token = "<eos>"',
+        'header = "eyJhbGciOiJIUzI1NiJ9"  # one part is not a token',
+    ],
+    "password": [
+        'password = os.environ["DB_PASSWORD"]',
+        'password = ""',
+        "if password == confirm:",
+        'url = "https://user@host.internal/path"  # user info only, no password',
+        'url = "https://api.github.com/repos/acme/shop"',
+        'DSN = "postgresql://db.prod:5432/shop"',
+    ],
+    "email": [
+        "pip install 'requests==2.31.0'  # pinned: tool@v1.2.3 and lodash@latest",
+        "npm install @types/node@20.1.0",
+        '@app.route("/users/<int:user_id>")\ndef show(user_id):',
+        "@pytest.fixture(scope='session')",
+        "git remote add origin git@github.com:acme/shop.git",
+        "ssh deploy@localhost 'systemctl restart app'",
+        "x = a@b  # matrix product",
+    ],
+    # no rule matches on entropy alone: hashes, ids and test data are code
+    "high_entropy": [
+        'digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"',
+        'uuid = "123e4567-e89b-12d3-a456-426614174000"',
+        'DATA = "SGVsbG8sIFdvcmxkIQ=="  # base64 test data',
+    ],
+}
+LOOK_ALIKES = [(rule, text) for rule, texts in LOOK_ALIKES_BY_RULE.items() for text in texts]
 
 
-@pytest.mark.parametrize("text", LOOK_ALIKES)
-def test_look_alike_survives_unchanged(text: str) -> None:
+@pytest.mark.parametrize(
+    ("rule", "text"), LOOK_ALIKES, ids=[f"{r}-{i}" for i, (r, _) in enumerate(LOOK_ALIKES)]
+)
+def test_look_alike_survives_unchanged(rule: str, text: str) -> None:
     out, counts = scrub_text(text)
     assert out == text
     assert not counts
+
+
+def test_every_rule_has_look_alikes_and_a_row_in_the_docs() -> None:
+    assert set(TYPES) <= set(LOOK_ALIKES_BY_RULE)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "pairs.md").read_text(encoding="utf-8")
+    table = docs[docs.index("### Look-alikes kept") :]
+    for rule in LOOK_ALIKES_BY_RULE:
+        assert f"| `{rule}` |" in table, rule
+
+
+def test_bare_pem_header_survives_but_the_key_block_after_it_does_not() -> None:
+    text = f'HEADER = "-----BEGIN RSA PRIVATE KEY-----"\nKEY = """{PEM}"""\n'
+    out, counts = scrub_text(text)
+    assert out == 'HEADER = "-----BEGIN RSA PRIVATE KEY-----"\nKEY = """<SECRET:private_key>"""\n'
+    assert counts == {"private_key": 1}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        PEM.replace("\n", "\\n"),  # inside a one-line string literal, "\n" escapes
+        PEM.replace("-----\nMIIE", "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17F5316E2BAC89\n\nMIIE"),
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBFxyz0123abcdEFGHijklmnop\n=abcd\n"
+        "-----END PGP PRIVATE KEY BLOCK-----",
+    ],
+    ids=["escaped-newlines", "encrypted-pem-headers", "pgp-block"],
+)
+def test_private_key_block_forms_are_removed_whole(key: str) -> None:
+    out, counts = scrub_text(f"KEY = '{key}'\nok = 1\n")
+    assert out == "KEY = '<SECRET:private_key>'\nok = 1\n"
+    assert counts == {"private_key": 1}
+
+
+def test_private_key_body_cut_before_the_text_is_removed_up_to_its_end_line() -> None:
+    body = PEM.split("\n", 1)[1]  # the BEGIN line lies in the text before this one
+    out, counts = scrub_text(f"{body}\nrest()\n")
+    assert out == "<SECRET:private_key>\nrest()\n"
+    assert counts == {"private_key": 1}
 
 
 def test_counts_are_per_type() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from test_pairs_helpers import BUCKETS, PREFIX, SUFFIX, FakeUpstream, run_pairs, suggestion
+from upstream import BUCKETS, PREFIX, SUFFIX, FakeUpstream, run_pairs, suggestion
 
 from echo.config import LakeConfig
 from echo.errors import ConfigError

@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from rapidfuzz.distance import Levenshtein
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "contract-sample"
+from tests.conftest import CONTRACT_SAMPLE
+
+SAMPLE = CONTRACT_SAMPLE
 
 COMMON = {"event_id": str, "event_type": str, "ts_ms": int, "user_id": str, "doc_id": str, "doc_version": int}
 PER_TYPE: dict[str, dict[str, type]] = {

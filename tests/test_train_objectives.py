@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 import torch
 
+from echo.train.bare import bare_train
 from echo.train.data import (
     IGNORE,
     BatchPlan,
@@ -22,7 +23,6 @@ from echo.train.data import (
     local_examples,
     open_shards,
 )
-from echo.train.loop import bare_train
 from echo.train.model import ModelSpec, build_model, build_tokenizer, tokenizer_info
 from echo.train.objectives import preference_margin, sft_loss
 from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards

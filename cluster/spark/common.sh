@@ -6,10 +6,14 @@
 #   MASTER          Spark master (the caller's default: yarn, k8s://...). local[N] runs the
 #                   job on this machine with the current Python: no archive, no image.
 #   DELTA           on   : --packages $DELTA_PACKAGE + Delta's two session settings (default)
-#                   jars : the settings only; the jars are already on the classpath (image)
+#                   jars : the settings, plus --jars $ECHO_DELTA_JARS when set; without it
+#                          the jars are already on the classpath (image)
 #                   off  : neither; the job uses the embedded delta-rs backend (local tests,
 #                          machines that cannot reach Maven)
 #   DELTA_PACKAGE   Maven coordinate of delta-spark (default io.delta:delta-spark_2.13:4.0.0)
+#   ECHO_DELTA_JARS comma-separated local jar files (delta-spark_2.13-4.0.0.jar,
+#                   delta-storage-4.0.0.jar): DELTA=jars passes them with --jars (machines
+#                   that cannot reach Maven); the same variable the tests and the CLI read
 #   SPARK_SUBMIT    spark-submit to use (default: the one on PATH, else .venv/bin/spark-submit)
 #   PYTHON          Python for local mode (default: the python on PATH)
 #   SPARK_CONF_FILE properties file (default: cluster/spark/spark-defaults.conf)
@@ -68,7 +72,17 @@ echo_is_local() {
 echo_delta_args() {
     case "$DELTA" in
         on)  ECHO_ARGS+=(--packages "$DELTA_PACKAGE") ;;
-        jars) ;;
+        jars)
+            if [[ -n "${ECHO_DELTA_JARS:-}" ]]; then
+                local jar
+                local -a jars
+                IFS=, read -r -a jars <<<"$ECHO_DELTA_JARS"
+                for jar in "${jars[@]}"; do
+                    [[ "$jar" == *://* || -f "$jar" ]] || echo_die "ECHO_DELTA_JARS: no such jar file: $jar"
+                done
+                ECHO_ARGS+=(--jars "$ECHO_DELTA_JARS")
+            fi
+            ;;
         off) return 0 ;;
         *) echo_die "DELTA must be on, jars or off (got '$DELTA')" ;;
     esac

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from echo.config import LakeConfig, PipelineConfig, add_config_args, resolve, to_dict
+from echo.config import ConfigParser, LakeConfig, add_config_args, resolve, to_dict
 from echo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,15 +18,8 @@ if TYPE_CHECKING:
     from echo.lake import Lake
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line, exit 2) instead of printing usage."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see --help)")
-
-
 def job_parser(prog: str, description: str, *sections: type) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description)
+    parser = ConfigParser(prog=prog, description=description)
     add_config_args(parser, LakeConfig, *sections)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--report", default=None, help="also write the run report (JSON) to this file")
@@ -37,38 +30,20 @@ def parse(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None, *sections: type
 ) -> tuple[argparse.Namespace, tuple[Any, ...]]:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    configs = resolve(args, LakeConfig, *sections)
-    lake_cfg = configs[0]
-    if not lake_cfg.lake:
+    configs = resolve(args, LakeConfig, *sections)  # each section validates itself
+    if not configs[0].lake:
         raise ConfigError("--lake DIR is required (a local path or an object-store URI)")
-    if lake_cfg.buckets < 0:
-        raise ConfigError("--buckets must be at least 1 (or 0: the lake's own value)")
-    if lake_cfg.wait_s < 0:
-        raise ConfigError("--wait-s must be >= 0")
-    for c in configs:
-        if isinstance(c, PipelineConfig):
-            validate_pipeline(c)
     return args, configs
-
-
-def validate_pipeline(cfg: PipelineConfig) -> None:
-    if cfg.session_gap_s < 0:
-        raise ConfigError("--session-gap-s must be >= 0")
-    if cfg.refine_window_s < 0:
-        raise ConfigError("--refine-window-s must be >= 0")
-    if not 0.0 <= cfg.min_refine_similarity <= 1.0:
-        raise ConfigError("--min-refine-similarity must be within [0, 1]")
-    if cfg.max_text_bytes < 1:
-        raise ConfigError("--max-text-bytes must be positive")
 
 
 @contextlib.contextmanager
 def open_job_lake(
-    spark: SparkSession, cfg: LakeConfig, *, create: bool = False, command: str = "run"
+    spark: SparkSession, cfg: LakeConfig, *, create: bool = False, command: str = "run", quiet: bool = False
 ) -> Iterator[Lake]:
     """The lake of a writing command, held for it alone: check the root (``create`` a new
     lake), take the lake's lease (one writer at a time; refuse or wait for a live holder),
-    check the lake's invariants (``--buckets``), and give the lease back at the end."""
+    check the lake's invariants (``--buckets``), and give the lease back at the end. Prints
+    one line on stderr saying which Delta backend runs and why (unless ``quiet``)."""
     from echo.lake import open_lake
     from echo.lake.lease import hold
 
@@ -79,6 +54,8 @@ def open_job_lake(
             f"lake {lake.root} predates recorded buckets: pass --buckets N once, with the "
             "value it was built with (16 unless you chose another)"
         )
+    if not quiet:
+        print(f"[lake] backend {lake.backend_name} ({lake.backend_reason})", file=sys.stderr, flush=True)
     lease = hold(lake, command, buckets=cfg.buckets, wait_s=cfg.wait_s)
     try:
         yield lake
@@ -115,10 +92,8 @@ def stage_main(
 
     parser = job_parser(f"echo-pipeline {stage}", doc, section)
     args, (lake_cfg, cfg) = parse(parser, argv, section)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
     progress = Progress(stage, quiet=args.quiet)
-    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage) as lake:
+    with spark_session(f"echo-{stage}", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=stage, quiet=args.quiet) as lake:
         report = execute(spark, lake, lake_cfg, cfg, progress=progress)
     emit_report(stage, report, args)
     return 0

@@ -47,6 +47,7 @@ from echo.lake.tables import (
 )
 from echo.progress import Progress
 from echo.spark import spark_session
+from echo.stages.ingest import raw_naming
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,18 +88,16 @@ def _check_ids(user_ids: Sequence[str]) -> list[str]:
 
 def _quarantine_hashes(lake: Lake, ids: list[str]) -> list[str]:
     """record_hash of quarantined records that belong to the users: their event ids, or
-    the user id as a JSON string literal anywhere in the raw text."""
+    the user id as a JSON string anywhere in the raw text (as written or with its JSON
+    escapes decoded)."""
     q = lake.read(QUARANTINE)
     their_events = lake.read(EVENTS).where(F.col("user_id").isin(ids)).select("event_id").distinct()
     by_event = q.join(their_events, on="event_id", how="left_semi").select("record_hash")
-    cond = F.lit(False)
-    for u in ids:
-        cond = (
-            cond
-            | F.col("raw").contains(json.dumps(u))
-            | F.col("raw").contains(json.dumps(u, ensure_ascii=False))
-        )
-    by_raw = q.where(cond).select("record_hash")
+    # the same test ingest applies to new records (echo.stages.ingest.drop_forgotten_users)
+    hashes = lake.spark.createDataFrame([(user_hash(u),) for u in ids], "_fh string")
+    by_raw = raw_naming(q.withColumnRenamed("record_hash", "content_hash"), hashes).select(
+        F.col("content_hash").alias("record_hash")
+    )
     return sorted({r[0] for r in by_event.union(by_raw).distinct().collect()})
 
 
@@ -128,8 +127,22 @@ def execute(
     )
     q_hashes = _quarantine_hashes(lake, ids)
     days = _days(lake, ids)
+    # 2. aggregated metrics of the days the users' suggestions were shown on, recomputed
+    #    without them before their rows go: a forget killed after this commit finds the
+    #    days already right; one killed before it finds the users' suggestions still there
+    if days and lake.exists(ACCEPTANCE_METRICS):
+        from echo.stages.track import acceptance_metrics, shown_day
+
+        current = lake.read(SUGGESTIONS).where(shown_day().isin(days) & ~F.col("user_id").isin(ids))
+        lake.replace_partitions(
+            ACCEPTANCE_METRICS,
+            acceptance_metrics(current).coalesce(1),
+            days,
+            info={"echo.stage": STAGE},
+        )
+        progress.step("gold/acceptance_metrics recomputed", days=len(days))
     deleted: dict[str, int] = {}
-    # 2. quarantine before events (its match uses the users' event ids)
+    # 3. quarantine before events (its match uses the users' event ids)
     deleted[QUARANTINE.name] = 0
     for i in range(0, len(q_hashes), _CHUNK):
         deleted[QUARANTINE.name] += lake.delete(
@@ -138,18 +151,6 @@ def execute(
     for t in USER_TABLES:
         deleted[t.name] = lake.delete(t, in_predicate("user_id", ids)) if lake.exists(t) else 0
     progress.step("rows deleted", **{k.replace("/", "_"): v for k, v in deleted.items()})
-    # 3. aggregated metrics: recompute the days the users' suggestions were shown on
-    if days and lake.exists(ACCEPTANCE_METRICS):
-        from echo.stages.track import acceptance_metrics, shown_day
-
-        current = lake.read(SUGGESTIONS).where(shown_day().isin(days))
-        lake.replace_partitions(
-            ACCEPTANCE_METRICS,
-            acceptance_metrics(current).coalesce(1),
-            days,
-            info={"echo.stage": STAGE},
-        )
-        progress.step("gold/acceptance_metrics recomputed", days=len(days))
     # 4. physically remove the files that held the rows: purge rewrites files whose rows
     #    a deletion vector only marks as deleted (delta-spark), vacuum removes the old ones
     vacuumed: dict[str, int] = {}
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(lake_cfg, LakeConfig)
     ids = _check_ids(args.user)
     progress = Progress(STAGE, quiet=args.quiet)
-    with spark_session("echo-forget", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=STAGE) as lake:
+    with spark_session("echo-forget", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=STAGE, quiet=args.quiet) as lake:
         report = execute(spark, lake, ids, progress=progress, vacuum=not args.no_vacuum)
     emit_report(STAGE, report, args)
     return 0

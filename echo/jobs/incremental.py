@@ -14,22 +14,16 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from echo.jobs.state import latest_run, watermark
+from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, INGEST_RUNS, Table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from echo.lake import Lake
-
-
-def user_bucket(user_id: Column | str, buckets: int) -> Column:
-    """Stable bucket of a user: ``pmod(xxhash64(user_id), buckets)`` (same on any cluster)."""
-    col = F.col(user_id) if isinstance(user_id, str) else user_id
-    return F.pmod(F.xxhash64(col), F.lit(buckets)).cast("int")
 
 
 def affected_users(lake: Lake, stage: str, buckets: int) -> tuple[DataFrame, int, int]:

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
+from pyspark.sql import functions as F
 
 from echo.config import LakeConfig, PipelineConfig
 from echo.errors import InputError
 from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
 from echo.lake.tables import EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
 from echo.progress import Progress
-from echo.sources import READ_ERROR, list_inputs, read_records
+from echo.sources import READ_ERROR, InputFile, changed_inputs, list_inputs, read_records
 from echo.spark import spark_session
 from echo.stages.ingest import (
     classify,
@@ -61,12 +62,16 @@ def execute(
     progress.step(f"reading {len(files)} file(s), {total / 1e6:.1f} MB")
     started = datetime.datetime.now(datetime.timezone.utc)
 
-    from echo.jobs.state import latest_run
+    from echo.jobs.state import latest_run, unpublished_rows
 
-    run_no = latest_run(lake) + 1
+    # Only published runs count (see echo.jobs.state): the rows an interrupted run left
+    # behind are ignored here and deleted below, before this run writes; this run then
+    # redoes that run in full, with its number, so retries end as one clean run would.
+    published = latest_run(lake)
+    run_no = published + 1
     records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes)
-    known_events = lake.read(EVENTS).select("event_id", "content_hash")
-    known_q = lake.read(QUARANTINE).select("record_hash")
+    known_events = lake.read(EVENTS).where(F.col("run_no") <= published).select("event_id", "content_hash")
+    known_q = lake.read(QUARANTINE).where(F.col("run_no") <= published).select("record_hash")
     classified = classify(records, known_events, known_q)
     if lake.exists(FORGOTTEN_USERS):
         classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS))
@@ -80,6 +85,12 @@ def execute(
         unreadable = int(by_reason.get(READ_ERROR, 0)) if isinstance(by_reason, dict) else 0
         if unreadable:
             raise InputError(_read_error_message(classified, unreadable))
+        _check_unchanged(files)
+        leftover = unpublished_rows(lake, published)
+        if leftover:
+            _roll_back(lake, published)
+            progress.step(f"removed the rows of run {run_no}, interrupted before it was published",
+                          **{k.replace("/", "_"): v for k, v in leftover.items()})  # fmt: skip
         for t in (EVENTS, QUARANTINE, INGEST_RUNS):
             lake.ensure(t)
         progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
@@ -96,6 +107,11 @@ def execute(
     finally:
         classified.unpersist()
 
+    try:  # an input that changed after it was read: undo this run, publish nothing
+        _check_unchanged(files)
+    except InputError:
+        _roll_back(lake, published)
+        raise
     finished = datetime.datetime.now(datetime.timezone.utc)
     run_row = (
         run_no, started, finished, json.dumps([f.uri for f in files]), counts["records_read"], counts["kept"],
@@ -103,7 +119,27 @@ def execute(
         json.dumps(event_dates),
     )  # fmt: skip
     lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
-    return {"run_no": run_no, "files": len(files), **counts}
+    report: dict[str, Any] = {"run_no": run_no, "files": len(files), **counts}
+    if leftover:
+        report["interrupted_run_redone"] = {"run_no": run_no, "rows_removed": leftover}
+    return report
+
+
+def _check_unchanged(files: Sequence[InputFile]) -> None:
+    changed = changed_inputs(files)
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise InputError(
+            f"input changed while it was read: {changed[0]}{more}; nothing was ingested, run again "
+            "once the inputs are complete"
+        )
+
+
+def _roll_back(lake: Lake, published: int) -> None:
+    """Delete the bronze rows of runs after ``published`` (one commit per table)."""
+    for table in (QUARANTINE, EVENTS):
+        if lake.exists(table):
+            lake.delete(table, f"run_no > {int(published)}")
 
 
 def _read_error_message(classified: DataFrame, n: int) -> str:
@@ -135,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(lake_cfg, LakeConfig)
     progress = Progress(STAGE, quiet=args.quiet)
     list_inputs(args.events)  # fail fast, before a session starts, on missing inputs
-    with spark_session("echo-ingest", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, create=True, command=STAGE) as lake:
+    with spark_session("echo-ingest", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, create=True, command=STAGE, quiet=args.quiet) as lake:
         report = execute(spark, lake, args.events, cfg, progress=progress, config_text=config_json(lake_cfg, cfg))
     emit_report(STAGE, report, args)
 

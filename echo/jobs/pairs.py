@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import new_events, rewrite_users, user_bucket
+from echo.jobs.incremental import new_events, rewrite_users
 from echo.jobs.state import latest_run, set_watermark, watermark
+from echo.lake.partitioning import user_bucket
 from echo.lake.tables import REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
@@ -82,7 +83,6 @@ def execute(
     *,
     progress: Progress,
 ) -> dict[str, Any]:
-    cfg.validate()
     lake.ensure(REFINEMENT_PAIRS)
     sha = config_sha(cfg)
     stored = _stored_config_sha(lake)

@@ -121,7 +121,6 @@ def execute(
     *,
     progress: Progress,
 ) -> dict[str, Any]:
-    cfg.validate()
     out = _out_path(cfg.out)
     check_out_dir(out)
     if not lake.exists(REFINEMENT_PAIRS):

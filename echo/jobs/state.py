@@ -1,5 +1,11 @@
 """Incremental watermarks: the highest bronze ingest run each stage has processed.
 
+An ingest run is *published* by its row in ``bronze/ingest_runs``, its last commit.
+Rows of bronze/events and bronze/quarantine from a later run number belong to a run that
+was interrupted before it published: no stage reads them (:func:`latest_run` is the
+newest published run) and the next ingest deletes them before it writes
+(:func:`unpublished_rows`, :mod:`echo.jobs.ingest`), then redoes that run in full.
+
 A stage reads the users with events from runs above its watermark, recomputes only
 them, commits its tables, and only then moves its watermark (one MERGE on
 ``_echo/stage_state``). A run that fails before that redoes the same work next time,
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from echo.lake.tables import EVENTS, INGEST_RUNS, STAGE_STATE
+from echo.lake.tables import EVENTS, INGEST_RUNS, QUARANTINE, STAGE_STATE
 
 if TYPE_CHECKING:
     from echo.lake import Lake
@@ -26,11 +32,20 @@ def watermark(lake: Lake, stage: str) -> int:
 
 
 def latest_run(lake: Lake) -> int:
-    """The newest ingest run whose events are in bronze."""
+    """The newest published ingest run (its run record is committed; 0: none)."""
     row = lake.read(INGEST_RUNS).agg(F.max("run_no")).first()
-    runs = int(row[0]) if row and row[0] is not None else 0
-    ev = lake.read(EVENTS).agg(F.max("run_no")).first()
-    return max(runs, int(ev[0]) if ev and ev[0] is not None else 0)
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def unpublished_rows(lake: Lake, published: int) -> dict[str, int]:
+    """Rows of bronze/events and bronze/quarantine above run ``published``: what an
+    ingest run interrupted before its run record left behind."""
+    out: dict[str, int] = {}
+    for table in (EVENTS, QUARANTINE):
+        n = lake.read(table).where(F.col("run_no") > published).count() if lake.exists(table) else 0
+        if n:
+            out[table.name] = n
+    return out
 
 
 def set_watermark(lake: Lake, stage: str, run_no: int, detail: dict[str, Any]) -> None:

@@ -104,20 +104,28 @@ def execute(
         rows, removed, parts, metric_days = _resolve(lake, rows, ids, days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
+        # Metrics first, from what silver/suggestions will hold on those days (the stored
+        # rows less the ones replaced, plus the new ones): if the run dies between the two
+        # commits, the rerun reads the same old rows and days again; if it dies after both,
+        # the days only the old rows had are already right.
+        if metric_days:
+            after = (
+                lake.read_partitions(SUGGESTIONS, metric_days).join(removed.select(*ROW_KEYS), list(ROW_KEYS), "left_anti")
+                .unionByName(rows.where(F.col("day").isin(metric_days)).select(*SUGGESTIONS.columns))
+                .where(F.col("shown_ts_ms").isNotNull())
+            )  # fmt: skip
+            lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(after).coalesce(1), metric_days, info=info)
+            progress.step("gold/acceptance_metrics committed", days=len(metric_days), version=lake.version(ACCEPTANCE_METRICS))
         replace_rows(lake, SUGGESTIONS, rows, removed, parts, keys=ROW_KEYS, info=info)
         outcomes = {r[0]: int(r[1]) for r in rows.groupBy("outcome").count().collect()}
         progress.step("silver/suggestions committed", days=len(parts), version=lake.version(SUGGESTIONS))
         recorded = new_days.withColumn("run_no", F.lit(up_to).cast("long"))
         lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), [up_to], info=info)
         rows.unpersist()
+        removed.unpersist()
     finally:
         new.unpersist()
         docs.unpersist()
-    # metrics of every day a changed suggestion was (or is now) shown on
-    if metric_days:
-        current = lake.read_partitions(SUGGESTIONS, metric_days).where(F.col("shown_ts_ms").isNotNull())
-        lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(current).coalesce(1), metric_days, info=info)
-        progress.step("gold/acceptance_metrics committed", days=len(metric_days), version=lake.version(ACCEPTANCE_METRICS))
     detail = {"documents": n_docs, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, metric_days)),
               "partitions": len(parts)}  # fmt: skip
     set_watermark(lake, STAGE, up_to, detail)

@@ -36,20 +36,53 @@ def join_uri(root: str, *parts: str) -> str:
 
 
 def is_local(uri: str) -> bool:
-    return not is_uc(uri) and ("://" not in uri or uri.startswith("file://"))
+    """A path on the driver's own filesystem: a plain path or a ``file:`` URI in any of its
+    spellings (``file:/p``, ``file:///p``, ``file://localhost/p``)."""
+    return not is_uc(uri) and ("://" not in uri or uri.startswith("file:"))
 
 
 def local_path(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
+    """The absolute filesystem path of a local lake path or ``file:`` URI (RFC 8089:
+    ``file:/p``, ``file:///p`` and ``file://localhost/p`` are the same file; ``%XX`` escapes
+    are decoded). Plain paths are made absolute against the working directory."""
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise LakeError(f"{uri}: a file: URI with a host ({parts.netloc}) is not a local path")
+        return os.path.abspath(unquote(parts.path) or "/")
+    return os.path.abspath(uri)
+
+
+def normalize_root(root: str) -> str:
+    """The one spelling of a lake root that every backend and every comparison uses: an
+    absolute local path (whatever local form was given), a Unity Catalog name as given, or
+    an object-store URI without a trailing slash."""
+    if is_uc(root):
+        return root
+    if is_local(root):
+        return local_path(root)
+    return root.rstrip("/")
 
 
 def spark_uri(uri: str) -> str:
-    """The URI Spark's Hadoop filesystems understand (s3:// is s3a:// for Hadoop)."""
+    """The URI that Spark, Hadoop and Delta all accept *and* compare equal.
+
+    Local paths become ``file:`` + absolute path (one slash): Hadoop qualifies a local path
+    to exactly that form, and Delta's ``CREATE TABLE ... LOCATION`` (``DeltaTableBuilder.
+    location``) refuses an identifier the qualified location does not end with, so
+    ``file:///p`` fails with ``DELTA_AMBIGUOUS_PATHS_IN_CREATE_TABLE`` (delta-io/delta#1523)
+    while ``file:/p`` passes. Hadoop reads S3 through ``s3a://``; other object-store URIs
+    (``s3a://``, ``abfss://``, ``gs://``, ``hdfs://``) pass through unchanged.
+    """
+    if is_uc(uri):
+        raise LakeError(f"{uri} is a Unity Catalog name, not a path")
     if uri.startswith("s3://"):
-        return "s3a://" + uri[len("s3://") :]
+        return "s3a://" + uri[len("s3://") :].rstrip("/")
     if is_local(uri):
-        return "file://" + os.path.abspath(local_path(uri))
-    return uri
+        return "file:" + local_path(uri)
+    return uri.rstrip("/")
 
 
 def sql_literal(value: Any) -> str:
@@ -68,12 +101,14 @@ class Lake(ABC):
     """A lake root holding Echo's Delta tables."""
 
     backend_name = "abstract"
+    #: why :func:`echo.lake.open_lake` picked this backend (one line)
+    backend_reason = ""
 
     def __init__(self, spark: SparkSession, root: str) -> None:
         if not root:
             raise LakeError("no lake given: pass --lake DIR (a local path or an object-store URI)")
         self.spark = spark
-        self.root = os.path.abspath(root) if is_local(root) and "://" not in root else root.rstrip("/")
+        self.root = normalize_root(root)
         self._buckets = 0
         #: bytes of the data files this lake handed to Spark reads (delta-rs backend): the
         #: files each read selects after partition pruning (benchmarks/bench_history.py)
@@ -142,7 +177,7 @@ class Lake(ABC):
         import pyarrow.fs as pafs
 
         if is_local(uri):
-            return pafs.LocalFileSystem(), os.path.abspath(local_path(uri))
+            return pafs.LocalFileSystem(), local_path(uri)
         return pafs.FileSystem.from_uri(uri)
 
     def _exists(self, uri: str) -> bool:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from echo.errors import LakeError
-from echo.lake.arrow import SPARK_TO_ARROW, arrow_schema
+from echo.lake.arrow import arrow_schema
 from echo.lake.base import Lake, in_predicate, is_uc, join_uri, spark_uri
+from echo.lake.guard import committing, writing
 from echo.lake.tables import Table
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-
-#: Kept for callers of the old private name; use :mod:`echo.lake.arrow`.
-_SPARK_TO_ARROW = SPARK_TO_ARROW
-
 
 class DeltaRsLake(Lake):
     backend_name = "delta-rs"
@@ -67,15 +64,16 @@ class DeltaRsLake(Lake):
         if self._table(table) is not None:
             return
         self.before_commit()
-        DeltaTable.create(
-            self.path(table),
-            schema=arrow_schema(table),
-            mode="ignore",
-            partition_by=list(table.partition_by) or None,
-            name=table.name.replace("/", "_"),
-            description=table.description,
-            storage_options=self._storage_options(),
-        )
+        with committing(table.name, self.root, "create"):
+            DeltaTable.create(
+                self.path(table),
+                schema=arrow_schema(table),
+                mode="ignore",
+                partition_by=list(table.partition_by) or None,
+                name=table.name.replace("/", "_"),
+                description=table.description,
+                storage_options=self._storage_options(),
+            )
 
     def version(self, table: Table) -> int | None:
         dt = self._table(table)
@@ -145,7 +143,8 @@ class DeltaRsLake(Lake):
         _, table_base = self._fs(self.path(table))
         actions = []
         try:  # the staging folder goes in every case: vacuum skips names starting with '_'
-            writer.parquet(spark_uri(staging))
+            with writing(table.name, self.root):
+                writer.parquet(spark_uri(staging))
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
             for info in infos:
                 if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
@@ -160,8 +159,9 @@ class DeltaRsLake(Lake):
                 # final name: unique per commit, in Delta's usual col=value/ layout
                 final_rel = "/".join([*parts[:-1], f"part-{token}-{parts[-1].removeprefix('part-')}"])
                 final = f"{table_base}/{final_rel}"
-                fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-                fs.move(info.path, final)
+                with writing(table.name, self.root):
+                    fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+                    fs.move(info.path, final)
                 with fs.open_input_file(final) as fh:
                     rows = pq.ParquetFile(fh).metadata.num_rows
                 actions.append(
@@ -195,14 +195,15 @@ class DeltaRsLake(Lake):
         if dt is None:
             raise LakeError(f"{self.path(table)} vanished during the write")
         meta = {"echo.backend": self.backend_name, **(info or {})}
-        dt.create_write_transaction(
-            actions,
-            mode=mode,
-            schema=arrow_schema(table),
-            partition_by=list(table.partition_by) or None,
-            partition_filters=partition_filters,
-            commit_properties=CommitProperties(custom_metadata=meta),
-        )
+        with committing(table.name, self.root, mode):
+            dt.create_write_transaction(
+                actions,
+                mode=mode,
+                schema=arrow_schema(table),
+                partition_by=list(table.partition_by) or None,
+                partition_filters=partition_filters,
+                commit_properties=CommitProperties(custom_metadata=meta),
+            )
 
     def append(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         actions = self._stage(table, df)
@@ -254,7 +255,8 @@ class DeltaRsLake(Lake):
         if dt is None:
             return 0
         self.before_commit()
-        metrics = dt.delete(predicate)
+        with committing(table.name, self.root, "delete"):
+            metrics = dt.delete(predicate)
         return int(metrics.get("num_deleted_rows", 0) or 0)
 
     def purge(self, table: Table) -> None:
@@ -265,5 +267,6 @@ class DeltaRsLake(Lake):
         dt = self._table(table)
         if dt is None:
             return 0
-        removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+        with committing(table.name, self.root, "vacuum"):
+            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
         return len(removed)

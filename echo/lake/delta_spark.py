@@ -20,10 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from echo.errors import LakeError
 from echo.lake.base import UC_PREFIX, Lake, in_predicate, is_uc, spark_uri
+from echo.lake.guard import committing
 from echo.lake.tables import Table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+#: Delta's VACUUM safety check (retention below the table's) and VACUUM commit logging
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 
 
 def uc_table_name(catalog_schema: str, table: Table) -> str:
@@ -82,6 +88,8 @@ class DeltaSparkLake(Lake):
     def ensure(self, table: Table) -> None:
         from delta.tables import DeltaTable
 
+        if self.exists(table):
+            return
         builder = DeltaTable.createIfNotExists(self.spark)
         builder = builder.tableName(self.ident(table)) if self.catalog else builder.location(
             spark_uri(self.path(table))
@@ -89,7 +97,8 @@ class DeltaSparkLake(Lake):
         builder = builder.addColumns(table.schema).comment(table.description)
         if table.partition_by:
             builder = builder.partitionedBy(*table.partition_by)
-        builder.execute()
+        with committing(table.name, self.root, "create"):
+            builder.execute()
 
     def read(self, table: Table) -> DataFrame:
         if not self.exists(table):
@@ -116,10 +125,11 @@ class DeltaSparkLake(Lake):
 
     def _save(self, table: Table, writer: Any) -> None:
         self.before_commit()
-        if self.catalog:
-            writer.saveAsTable(self.ident(table))
-        else:
-            writer.save(spark_uri(self.path(table)))
+        with committing(table.name, self.root, "write"):
+            if self.catalog:
+                writer.saveAsTable(self.ident(table))
+            else:
+                writer.save(spark_uri(self.path(table)))
 
     def append(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         self.ensure(table)
@@ -145,21 +155,23 @@ class DeltaSparkLake(Lake):
         self.ensure(table)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in table.keys)
         self.before_commit()
-        (
-            self._dt(table)
-            .alias("t")
-            .merge(self.conform(table, df).alias("s"), cond)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        with committing(table.name, self.root, "merge"):
+            (
+                self._dt(table)
+                .alias("t")
+                .merge(self.conform(table, df).alias("s"), cond)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
 
     def delete(self, table: Table, predicate: str) -> int:
         if not self.exists(table):
             return 0
         before = self.read(table).where(predicate).count()
         self.before_commit()
-        self._dt(table).delete(predicate)
+        with committing(table.name, self.root, "delete"):
+            self._dt(table).delete(predicate)
         return int(before)
 
     def purge(self, table: Table) -> None:
@@ -167,14 +179,41 @@ class DeltaSparkLake(Lake):
         # the VACUUM after it removes the old files
         if self.exists(table):
             self.before_commit()
-            self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
+            with committing(table.name, self.root, "purge"):
+                self.spark.sql(f"REORG TABLE {self.ident(table)} APPLY (PURGE)")
 
     def vacuum(self, table: Table, retention_hours: int) -> int:
+        """VACUUM with ``retention_hours``; returns what Delta reports it deleted (the
+        ``numDeletedFiles`` of the ``VACUUM END`` commit: files and empty directories).
+
+        Delta refuses a retention below the table's (7 days) unless its safety check is off,
+        and records ``VACUUM START``/``END`` commits only where logging is on (not by default
+        on S3): both settings are set for this call only and restored afterwards, so the rest
+        of the session keeps Delta's check."""
+        from echo.spark import session_conf
+
         if not self.exists(table):
             return 0
-        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        self._dt(table).vacuum(retention_hours)
-        return 0
+        before = self.version(table)
+        settings = {RETENTION_CHECK: "false", VACUUM_LOGGING: "true"}
+        with session_conf(self.spark, settings), committing(table.name, self.root, "vacuum"):
+            self._dt(table).vacuum(float(retention_hours))
+        return self._files_deleted_since(table, before)
+
+    def _files_deleted_since(self, table: Table, version: int | None) -> int:
+        from pyspark.sql import functions as F
+
+        ends = (
+            self._dt(table)
+            .history(20)
+            .where((F.col("operation") == "VACUUM END") & (F.col("version") > (-1 if version is None else version)))
+            .orderBy(F.col("version").desc())
+            .select("operationMetrics")
+            .first()
+        )
+        if ends is None or not ends[0] or "numDeletedFiles" not in ends[0]:
+            raise LakeError(f"{self.ident(table)}: VACUUM recorded no VACUUM END commit with numDeletedFiles")
+        return int(ends[0]["numDeletedFiles"])
 
 
 class SparkLeaseStore:

@@ -105,6 +105,11 @@ def describe(row: dict[str, Any]) -> str:
     )
 
 
+#: Holder ids of the leases this process holds right now (a lease of this process that is
+#: not in here was left by a command that ended without giving it back).
+_HELD: set[str] = set()
+
+
 def is_live(row: dict[str, Any], *, now_ms: int, host: str) -> bool:
     """Whether ``row`` is a lease someone still holds."""
     if row.get("state") != "held":
@@ -112,7 +117,11 @@ def is_live(row: dict[str, Any], *, now_ms: int, host: str) -> bool:
     if int(row.get("expires_ms") or 0) < now_ms:
         return False
     pid = row.get("pid")
-    return not (row.get("host") == host and pid is not None and not _pid_alive(int(pid)))
+    if row.get("host") != host or pid is None:
+        return True
+    if int(pid) == os.getpid():
+        return row.get("holder") in _HELD
+    return _pid_alive(int(pid))
 
 
 def check_invariants(row: dict[str, Any], root: str, *, buckets: int) -> None:
@@ -204,6 +213,7 @@ class Lease:
                     mine = self.store.read()
                     if mine is not None and mine["holder"] == self.holder and mine["state"] == "held":
                         self.held = True
+                        _HELD.add(self.holder)
                         self._start_heartbeat()
                         return mine
                 continue
@@ -215,19 +225,18 @@ class Lease:
             time.sleep(poll_s)
 
     def renew(self) -> None:
+        """Push this run's expiry forward; a lease that now names another holder is lost."""
         row = self.store.read()
-        if row is None or row["holder"] != self.holder or row["state"] != "held":
-            self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
-            return
-        try:
-            self.store.swap(self.holder, "held", self._row(row, "held"))
-        except LeaseConflict:
-            self.renew_after_conflict()
-
-    def renew_after_conflict(self) -> None:
-        row = self.store.read()
-        if row is None or row["holder"] != self.holder:
-            self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
+        if row is not None and row["holder"] == self.holder and row["state"] == "held":
+            try:
+                self.store.swap(self.holder, "held", self._row(row, "held"))
+                self._renewed_ms = _now_ms()
+                return
+            except LeaseConflict:
+                row = self.store.read()  # someone committed meanwhile: is it still ours?
+                if row is not None and row["holder"] == self.holder:
+                    return
+        self.lost = f"lake {self.root}: this run's lease was taken over by {describe(row or {})}"
 
     def check(self) -> None:
         """Raise if the lease was lost (called before every commit)."""
@@ -235,14 +244,23 @@ class Lease:
             raise LakeError(self.lost)
 
     def release(self) -> None:
+        """Give the lease back. Never raises: a run that failed (a full disk, a lost store)
+        must end with its own error, and a lease it could not give back ends anyway, when
+        its process is gone or its TTL passes."""
         self._stop_heartbeat()
         if not self.held:
             return
         self.held = False
-        row = self.store.read()
-        if row is not None and row["holder"] == self.holder and row["state"] == "held":
-            with contextlib.suppress(LeaseConflict):  # taken over meanwhile: nothing to give back
-                self.store.swap(self.holder, "held", {**row, "state": "released", "expires_ms": 0})
+        _HELD.discard(self.holder)
+        try:
+            row = self.store.read()
+            if row is not None and row["holder"] == self.holder and row["state"] == "held":
+                with contextlib.suppress(LeaseConflict):  # taken over meanwhile: nothing to give back
+                    self.store.swap(self.holder, "held", {**row, "state": "released", "expires_ms": 0})
+        except Exception as exc:
+            import logging
+
+            logging.getLogger("echo.lake").warning("could not release the lease of %s: %s", self.root, exc)
 
     # -- heartbeat -----------------------------------------------------------------------
     def _start_heartbeat(self) -> None:
@@ -287,6 +305,16 @@ class DeltaRsLeaseStore:
 
         return arrow_schema(self.table)
 
+    def _check_writable(self) -> None:
+        """A local lake that cannot be written (read-only, full) is refused in one line
+        before delta-rs tries: its failed writes panic in a background thread, which
+        prints a Rust backtrace on stderr."""
+        from echo.lake.guard import probe_local
+
+        cause = probe_local(self.uri)
+        if cause is not None:
+            raise LakeError(f"cannot write the lake's lease {self.uri}: {cause}; no table was changed")
+
     def read(self) -> dict[str, Any] | None:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
@@ -301,6 +329,9 @@ class DeltaRsLeaseStore:
         import pyarrow as pa
         from deltalake import write_deltalake
 
+        from echo.lake.guard import storage_cause
+
+        self._check_writable()
         try:
             write_deltalake(
                 self.uri, pa.Table.from_pylist([row], schema=self._schema()), mode="error",
@@ -308,7 +339,8 @@ class DeltaRsLeaseStore:
             )  # fmt: skip
         except Exception as exc:  # exists already (a concurrent creator won): fine
             if self.read() is None:
-                raise LakeError(f"cannot create {self.uri}: {exc}") from None
+                cause = storage_cause(exc) or str(exc).splitlines()[0]
+                raise LakeError(f"cannot create the lake's lease {self.uri}: {cause}") from None
             return False
         return True
 
@@ -320,12 +352,16 @@ class DeltaRsLeaseStore:
         dt = DeltaTable(self.uri, storage_options=self.options)
         src = pa.Table.from_pylist([row], schema=self._schema())
         cond = f"t.holder = {_sql(expected_holder)} AND t.state = {_sql(expected_state)}"
+        from echo.lake.guard import writing
+
+        self._check_writable()
         try:
-            (
-                dt.merge(src, predicate="t.slot = s.slot", source_alias="s", target_alias="t")
-                .when_matched_update_all(predicate=cond)
-                .execute()
-            )
+            with writing("_echo/lease", self.uri.rsplit("/_echo/", 1)[0]):
+                (
+                    dt.merge(src, predicate="t.slot = s.slot", source_alias="s", target_alias="t")
+                    .when_matched_update_all(predicate=cond)
+                    .execute()
+                )
         except CommitFailedError as exc:
             raise LeaseConflict(str(exc)) from None
 

@@ -23,6 +23,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from echo import contract
+
 
 def _f(name: str, tp: DataType, nullable: bool = True) -> StructField:
     return StructField(name, tp, nullable)
@@ -30,28 +32,12 @@ def _f(name: str, tp: DataType, nullable: bool = True) -> StructField:
 
 S, L, D, I = StringType(), LongType(), DoubleType(), IntegerType()  # noqa: E741
 
-#: The event fields of CONTRACT.md section 1 (common + per type), in bronze order.
+#: The event fields of CONTRACT.md section 1 (common + per type), in bronze order; the
+#: common required fields are non-null.
 EVENT_FIELDS = StructType(
     [
-        _f("event_id", S, False),
-        _f("event_type", S, False),
-        _f("ts_ms", L, False),
-        _f("user_id", S, False),
-        _f("doc_id", S, False),
-        _f("doc_version", L, False),
-        _f("language", S),
-        _f("client", S),
-        _f("suggestion_id", S),
-        _f("model_id", S),
-        _f("offset", L),
-        _f("text", S),
-        _f("prefix", S),
-        _f("suffix", S),
-        _f("latency_ms", L),
-        _f("accepted_text", S),
-        _f("reason", S),
-        _f("delete_len", L),
-        _f("insert_text", S),
+        _f(name, S if contract.field_kind(name) == contract.STRING else L, name not in contract.COMMON_REQUIRED)
+        for name in contract.EVENT_COLUMNS
     ]
 )
 

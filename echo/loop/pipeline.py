@@ -6,12 +6,11 @@ One Spark session serves the whole loop; each telemetry set gets its own lake.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from echo.config import LakeConfig, PipelineConfig, to_dict
+from echo.config import LakeConfig, PipelineConfig
 from echo.progress import Progress
 
 
@@ -31,24 +30,19 @@ def run_pipeline(
 
     Every harvest user's pairs go to the train split: the loop measures on fresh users
     of its own, so a val/test split of the harvest would only waste the signal."""
-    from echo.jobs import ingest, sessionize, shards, track
-    from echo.jobs import pairs as pairs_job
+    from echo.jobs import shards
     from echo.jobs.common import open_job_lake
+    from echo.jobs.runner import PIPELINE, StageContext, run_stages
     from echo.pairs_config import PairsConfig, ShardsConfig
 
     lake_cfg = LakeConfig(lake=str(lake_dir))
     cfg, pcfg = PipelineConfig(), PairsConfig(train_ratio=1.0, val_ratio=0.0, test_ratio=0.0)
-    with open_job_lake(spark, lake_cfg, create=True, command="loop") as lake:
+    with open_job_lake(spark, lake_cfg, create=True, command="loop", quiet=quiet) as lake:
         reports: list[dict[str, Any]] = []
+        stages = PIPELINE if pairs else PIPELINE[:-1]
         for batch in batch_dirs:
-            r: dict[str, Any] = {"batch": batch.name}
-            r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=quiet),
-                                         config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
-            r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=quiet))
-            r["track"] = track.execute(spark, lake, lake_cfg, cfg, progress=Progress("track", quiet=quiet))
-            if pairs:
-                r["pairs"] = pairs_job.execute(spark, lake, lake_cfg, pcfg, progress=Progress("pairs", quiet=quiet))
-            reports.append(r)
+            ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=(str(batch),), quiet=quiet)
+            reports.append({"batch": batch.name, **run_stages(ctx, stages)})
         out: dict[str, Any] = {"lake": str(lake_dir), "batches": reports}
         if shards_out is not None:
             scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars,
@@ -68,14 +62,13 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from deltalake import DeltaTable
 
+    from echo.lake.readers import read_arrow
+    from echo.lake.tables import SUGGESTIONS
     from echo.shards.manifest import Manifest, describe_shard, load_manifest, write_manifest
 
     manifest = load_manifest(echo_shards)
-    sugg = DeltaTable(str(lake_dir / "silver" / "suggestions")).to_pyarrow_table(
-        columns=["suggestion_id", "accepted_text", "proposal"]
-    ).to_pydict()
+    sugg = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "accepted_text", "proposal"]).to_pydict()
     accepted = dict(zip(sugg["suggestion_id"], sugg["accepted_text"], strict=True))
     if out.exists():
         shutil.rmtree(out)

@@ -71,14 +71,15 @@ def _why(rec: dict[str, Any], echo: dict[str, Any], other: dict[str, Any], diff:
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no open figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def subplots(*grid: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*grid)
 
     files = []
     rows = table_rows(results)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     arms = sorted({r["model"].rsplit("-r", 1)[0] for r in rows})
     for k, arm in enumerate(arms):
         pts = [r for r in rows if r["model"].rsplit("-r", 1)[0] == arm]
@@ -94,10 +95,9 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_title("Acceptance by round")
     fig.tight_layout()
     fig.savefig(out / "acceptance_by_round.png", dpi=110)
-    plt.close(fig)
     files.append("acceptance_by_round.png")
 
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows)), 4))
+    fig, ax = subplots(figsize=(max(6.0, 1.1 * len(rows)), 4))
     labels = [f"{r['model']}" for r in rows]
     bottom = [0.0] * len(rows)
     for outcome in OUTCOMES:
@@ -111,13 +111,14 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("% of shown suggestions")
     ax.set_title("Outcome mix (silver/suggestions, held-out users)")
     ax.legend(fontsize=7, ncol=2)
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    for label in ax.get_xticklabels():
+        label.set_rotation(20)
+        label.set_horizontalalignment("right")
     fig.tight_layout()
     fig.savefig(out / "outcome_mix.png", dpi=110)
-    plt.close(fig)
     files.append("outcome_mix.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(results["static"]["loss"], color="gray")
     axes[0].set_title("static pretraining loss (stdlib + public code)")
     axes[0].set_xlabel("step")
@@ -129,7 +130,6 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "training_loss.png", dpi=110)
-    plt.close(fig)
     files.append("training_loss.png")
     return files
 

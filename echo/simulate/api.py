@@ -221,7 +221,6 @@ def simulate(
     """
     import pyarrow.parquet as pq
 
-    config.validate()
     faults = faults or FaultConfig()
     rates = faults.rates()
     out_path = Path(out)
@@ -258,16 +257,20 @@ def simulate(
     workers = config.workers or (1 if real_model else os.cpu_count() or 1)
     workers = max(1, min(workers, n_shards))
     results: list[dict[str, Any]] = []
+    from echo.progress import bar
+
+    status = bar("simulate", n_shards, "shards", quiet=not progress)
     if workers == 1:
         for job in jobs:
             results.append(_run_shard(job))
-            _report(progress, results, n_shards, started)
+            _report(status, results)
     else:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(workers) as pool:
             for res in pool.imap_unordered(_run_shard, jobs):
                 results.append(res)
-                _report(progress, results, n_shards, started)
+                _report(status, results)
+    status.close()
     results.sort(key=lambda r: r["shard"])
 
     # truth: all shards' parts in one table, in a stable order
@@ -299,15 +302,10 @@ def simulate(
     )
 
 
-def _report(progress: bool, results: list[dict[str, Any]], n: int, started: float) -> None:
-    if progress:
-        events = sum(r["clean"] for r in results)
-        print(
-            f"[simulate] {len(results)}/{n} shards done, {events:,} events written, "
-            f"{time.monotonic() - started:.1f}s elapsed",
-            file=sys.stderr,
-            flush=True,
-        )
+def _report(status: Any, results: list[dict[str, Any]]) -> None:
+    """One more shard done: the bar (with the time left) and the events written so far."""
+    status.set_postfix_str(f"{sum(r['clean'] for r in results):,} events written", refresh=False)
+    status.update(1)
 
 
 def _summary(

@@ -13,12 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from echo.config import add_config_args, resolve
+from echo.config import ConfigParser, add_config_args, resolve
 from echo.simulate.config import FaultConfig, SimConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ConfigParser(
         prog="echo-pipeline simulate",
         description="Simulate users writing code with a completion model; write contract events.",
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Validated):
     """The simulated world: users, days, documents, proposal models, output."""
 
     users: int = setting(20, "number of simulated users")

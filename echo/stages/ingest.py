@@ -86,15 +86,47 @@ def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> 
     """Records of users deleted by ``forget`` are never stored again: a record that would
     be kept or quarantined (a conflicting duplicate of their event, an invalid record
     naming them) becomes a duplicate (it was already processed, then erased), and is
-    counted in ``forgotten`` as well. ``forgotten_hashes``: ``user_id_sha256``."""
-    hashes = forgotten_hashes.select(F.col("user_id_sha256").alias("_fh")).distinct().withColumn("_gone", F.lit(True))
-    marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(F.broadcast(hashes), "_fh", "left")
-    gone = F.col("status").isin(KEPT, QUARANTINED) & F.col("_gone").isNotNull()
+    counted in ``forgotten`` as well. ``forgotten_hashes``: ``user_id_sha256``.
+
+    "Naming them": the record's ``user_id`` (when validation could read one), or, for a
+    record that would be quarantined, any JSON string literal in its raw text whose value
+    hashes to a forgotten user (what ``forget`` deletes from quarantine: the user id as a
+    JSON string anywhere in ``raw``), so that a malformed record cannot bring a forgotten
+    id back. Only hashes are compared: the lake never holds a forgotten id in clear."""
+    hashes = forgotten_hashes.select(F.col("user_id_sha256").alias("_fh")).distinct()
+    marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(
+        F.broadcast(hashes.withColumn("_gone", F.lit(True))), "_fh", "left"
+    )
+    named = raw_naming(classified.where(F.col("status") == QUARANTINED), hashes)
+    marked = marked.join(named.withColumn("_named", F.lit(True)), "content_hash", "left")
+    by_id = F.col("_gone").isNotNull()
+    by_raw = (F.col("status") == QUARANTINED) & F.col("_named").isNotNull()
+    gone = (F.col("status").isin(KEPT, QUARANTINED) & by_id) | by_raw
     return (
         marked.withColumn("forgotten", gone)
         .withColumn("status", F.when(gone, F.lit(DUPLICATE)).otherwise(F.col("status")))
-        .drop("_fh", "_gone")
+        .drop("_fh", "_gone", "_named")
     )
+
+
+def raw_naming(records: DataFrame, hashes: DataFrame) -> DataFrame:
+    """``content_hash`` of the records whose raw text (``raw``, else ``raw_bytes`` as
+    UTF-8) holds a JSON string whose value hashes (sha256) to one of ``hashes`` (column
+    ``_fh``): the text between any two consecutive double quotes, as written and with
+    JSON escapes decoded. Taking every such piece, not every other one, keeps a broken
+    record (a missing quote shifts the pairing) from hiding an id. Also what ``forget``
+    uses to find a user's quarantined records, so both agree."""
+    raw = F.coalesce(F.col("raw"), F.decode(F.col("raw_bytes"), "UTF-8"))
+    pieces = F.split(raw, '"')
+    tokens = records.select(
+        "content_hash",
+        F.explode(F.slice(pieces, 2, F.greatest(F.size(pieces) - 2, F.lit(0)))).alias("_tok"),
+    )
+    decoded = F.from_json(F.concat(F.lit('["'), F.col("_tok"), F.lit('"]')), "array<string>")[0]
+    hashed = tokens.select(
+        "content_hash", F.explode(F.array(F.sha2(F.col("_tok"), 256), F.sha2(decoded, 256))).alias("_fh")
+    )
+    return hashed.join(F.broadcast(hashes), "_fh", "left_semi").select("content_hash").distinct()
 
 
 def event_date(ts_ms_col: str = "ts_ms") -> F.Column:

@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from echo import contract
 from echo.pairs_config import PairsConfig
 from echo.stages.scrub import TYPES, scrub_pair
 
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
 
-PAIR_OUTCOMES = ("kept", "refined")
-SPLITS = ("train", "val", "test")
+PAIR_OUTCOMES = contract.PAIR_OUTCOMES
+SPLITS = contract.SPLITS
 
 #: Filter reasons, in the order they are checked (a pair counts under the first).
 FILTER_REASONS = (
@@ -236,13 +237,9 @@ def candidate_schema() -> StructType:
 
 
 def _arrow_schema(schema: StructType) -> pa.Schema:
-    import pyarrow as pa
+    from echo.lake.arrow import to_arrow_schema
 
-    from echo.lake.delta_rs import _SPARK_TO_ARROW
-
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in schema.fields]
-    )
+    return to_arrow_schema(schema, all_nullable=True)
 
 
 def pairs_from_suggestions(

@@ -34,6 +34,8 @@ from typing import Any
 
 from rapidfuzz.distance import Indel, Levenshtein
 
+from echo import contract
+
 __all__ = ["OUTPUT_COLUMNS", "ReplaySettings", "edit_similarity", "replay_document"]
 
 
@@ -42,8 +44,8 @@ class ReplaySettings:
     """The two settings of section 3 (CLI: ``--refine-window-s``,
     ``--min-refine-similarity``)."""
 
-    refine_window_s: int = 600
-    min_refine_similarity: float = 0.5
+    refine_window_s: int = contract.REFINE_WINDOW_S
+    min_refine_similarity: float = contract.MIN_REFINE_SIMILARITY
 
 
 #: The keys of every row returned by :func:`replay_document`, in order.
@@ -94,48 +96,55 @@ def _accept_key(ev: Mapping[str, Any]) -> tuple[int, int, str]:
     return (int(ev["doc_version"]), int(ev["ts_ms"]), str(ev["event_id"]))
 
 
-def _content(ev: Mapping[str, Any]) -> tuple[int, int, str]:
-    """A change as ``(offset, delete_len, inserted text)`` (section 1.1)."""
-    if ev["event_type"] == "accepted":
-        return (int(ev["offset"]), 0, ev["accepted_text"] or "")
-    return (int(ev["offset"]), int(ev["delete_len"] or 0), ev["insert_text"] or "")
-
-
 #: A change, precomputed for the walk: (ts_ms, offset, delete_len, text, suggestion_id of
 #: an ``accepted``, None for an ``edit``).
 _Change = tuple[int, int, int, str, Any]
 
 
 @dataclass(frozen=True)
-class _VersionGroup:
-    """All changes of one document version."""
+class _VersionGroups:
+    """All changes of a document, by version, as parallel lists (the walk's hot loop
+    reads them by index)."""
 
-    version: int
-    changes: tuple[_Change, ...]  # sorted by (ts_ms, event_id)
-    ambiguous: bool  # two or more different contents
-
-    def representative(self, suggestion_id: Any) -> _Change:
-        """The earliest change, or an ``accepted`` of the tracked suggestion if any."""
-        if len(self.changes) > 1:
-            for change in self.changes:
-                if change[4] == suggestion_id:
-                    return change
-        return self.changes[0]
+    versions: list[int]  # ascending
+    ambiguous: list[bool]  # two or more different contents at that version
+    first: list[_Change]  # the earliest change by (ts_ms, event_id)
+    several: list[tuple[_Change, ...] | None]  # all changes, when more than one
 
 
-def _version_groups(events: Sequence[Mapping[str, Any]]) -> list[_VersionGroup]:
+def _representative(first: _Change, several: tuple[_Change, ...] | None, suggestion_id: Any) -> _Change:
+    """The earliest change, or an ``accepted`` of the tracked suggestion if any."""
+    if several is not None:
+        for change in several:
+            if change[4] == suggestion_id:
+                return change
+    return first
+
+
+def _change(ev: Mapping[str, Any]) -> _Change:
+    if ev["event_type"] == "accepted":
+        return (int(ev["ts_ms"]), int(ev["offset"]), 0, ev["accepted_text"] or "", ev["suggestion_id"])
+    return (int(ev["ts_ms"]), int(ev["offset"]), int(ev["delete_len"] or 0), ev["insert_text"] or "", None)
+
+
+def _version_groups(events: Sequence[Mapping[str, Any]]) -> _VersionGroups:
     by_version: dict[int, list[Mapping[str, Any]]] = {}
     for ev in events:
         if ev["event_type"] in _CHANGE_TYPES:
             by_version.setdefault(int(ev["doc_version"]), []).append(ev)
-    groups = []
+    groups = _VersionGroups([], [], [], [])
     for version in sorted(by_version):
-        changes = []
-        for ev in sorted(by_version[version], key=_order_key):
-            sid = ev["suggestion_id"] if ev["event_type"] == "accepted" else None
-            changes.append((int(ev["ts_ms"]), *_content(ev), sid))
-        ambiguous = len({c[1:4] for c in changes}) > 1
-        groups.append(_VersionGroup(version, tuple(changes), ambiguous))
+        evs = by_version[version]
+        groups.versions.append(version)
+        if len(evs) == 1:  # the common case: one change per version
+            groups.first.append(_change(evs[0]))
+            groups.ambiguous.append(False)
+            groups.several.append(None)
+            continue
+        changes = tuple(_change(ev) for ev in sorted(evs, key=_order_key))
+        groups.first.append(changes[0])
+        groups.ambiguous.append(len({c[1:4] for c in changes}) > 1)
+        groups.several.append(changes)
     return groups
 
 
@@ -148,12 +157,7 @@ class _Walk:
     horizon_ts_ms: int
 
 
-def _walk(
-    accept: Mapping[str, Any],
-    groups: list[_VersionGroup],
-    versions: list[int],
-    settings: ReplaySettings,
-) -> _Walk:
+def _walk(accept: Mapping[str, Any], groups: _VersionGroups, settings: ReplaySettings) -> _Walk:
     """Track the region inserted by ``accept`` through the later changes."""
     sid = accept["suggestion_id"]
     text: str = accept["accepted_text"] or ""
@@ -167,18 +171,20 @@ def _walk(
     expected = int(accept["doc_version"]) + 1
     applied = 0
     end = "exhausted"
-    for group in groups[bisect.bisect_right(versions, expected - 1) :]:
+    versions, ambiguous, first, several = groups.versions, groups.ambiguous, groups.first, groups.several
+    for i in range(bisect.bisect_right(versions, expected - 1), len(versions)):
+        version = versions[i]
         # 1. ambiguity of the expected version, before anything else
-        if group.version == expected and group.ambiguous:
+        if version == expected and ambiguous[i]:
             end = "ambiguous"
             break
-        ts, p, d, s, change_sid = group.representative(sid)
+        ts, p, d, s, change_sid = first[i] if several[i] is None else _representative(first[i], several[i], sid)
         # 2. past the horizon (a change exactly at the horizon is still applied)
         if ts > horizon:
             end = "horizon"
             break
         # 3. a lost change
-        if group.version != expected:
+        if version != expected:
             end = "lost"
             break
         # 4. apply
@@ -236,7 +242,11 @@ def _empty_row() -> dict[str, Any]:
 
 
 def replay_document(
-    events: Sequence[Mapping[str, Any]], settings: ReplaySettings
+    events: Sequence[Mapping[str, Any]],
+    settings: ReplaySettings,
+    *,
+    clean: bool = True,
+    shown_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per suggestion of one document (see the module docstring).
 
@@ -244,8 +254,15 @@ def replay_document(
     each with the event fields plus ``session_id`` and ``session_end_ts_ms`` (the
     ``ts_ms`` of the last event of its session). Nulls may be None, NaN or pandas'
     ``NA`` (as pandas hands them over). Rows are sorted by ``suggestion_id``.
+
+    ``clean=False`` skips the null normalization (events from Arrow, where nulls are
+    None). With ``shown_key``, each row also gets ``row[shown_key]`` = that key of the
+    chosen shown event (None without one): the track stage passes a row index there and
+    takes the wide pass-through columns (``text``, ``prefix``, ``suffix``) with Arrow
+    instead of shipping them through Python.
     """
-    events = [_clean(ev) for ev in events]
+    if clean:
+        events = [_clean(ev) for ev in events]
     by_suggestion: dict[Any, list[Mapping[str, Any]]] = {}
     for ev in events:
         if ev["event_type"] in ("shown", "accepted", "rejected"):
@@ -253,8 +270,7 @@ def replay_document(
             if sid is not None:
                 by_suggestion.setdefault(sid, []).append(ev)
 
-    groups: list[_VersionGroup] | None = None
-    versions: list[int] = []
+    groups: _VersionGroups | None = None
     doc_language: str | None = None
     doc_language_done = False
 
@@ -266,6 +282,8 @@ def replay_document(
         rejects = sorted((ev for ev in evs if ev["event_type"] == "rejected"), key=_order_key)
         row = _empty_row()
         row["suggestion_id"] = sid
+        if shown_key is not None:
+            row[shown_key] = None
 
         if not shown:
             first = accepts[0] if accepts else rejects[0]
@@ -286,7 +304,9 @@ def replay_document(
             rows.append(row)
             continue
 
-        s = min(shown, key=_order_key)
+        s = min(shown, key=_order_key) if len(shown) > 1 else shown[0]
+        if shown_key is not None:
+            row[shown_key] = s.get(shown_key)
         language = s.get("language")
         if language is None:
             language = _first_language(evs)
@@ -316,9 +336,8 @@ def replay_document(
 
         if groups is None:
             groups = _version_groups(events)
-            versions = [g.version for g in groups]
         first_accept = accepts[0]
-        walk = _walk(first_accept, groups, versions, settings)
+        walk = _walk(first_accept, groups, settings)
         row.update(
             accepted_text=walk.accepted_full,
             accepted_ts_ms=int(first_accept["ts_ms"]),

@@ -35,18 +35,33 @@ def _secret(type_: str, pattern: str, flags: int = 0, group: int = 0) -> Rule:
     return Rule(type_, re.compile(pattern, flags), f"<SECRET:{type_}>", group)
 
 
+#: a line break: a real one, or the "\n" / "\r\n" escape of a string literal in code
+_NL = r"(?:\r?\n|(?:\\r)?\\n)"
+
+#: the start of a key body: 16+ base64 characters in a row, with a digit, "+" or "/" among
+#: them (a 64-character base64 line nearly always has one; an identifier has none)
+_B64_RUN = r"(?=[A-Za-z]*[0-9+/])[A-Za-z0-9+/=]{16}"
+
 #: The rules, applied in this order (earlier rules win where matches overlap).
 RULES: tuple[Rule, ...] = (
     # -----BEGIN (RSA |EC |OPENSSH |ENCRYPTED |PGP )PRIVATE KEY( BLOCK)----- ... END, or up to
-    # the end of the text when the END line is cut off
+    # the end of the text when the END line is cut off. Only with a key body: the header
+    # line ends (a newline, or a "\n" escape inside a string literal), optional PEM
+    # headers (Proc-Type:, DEK-Info:, Version:) follow, then a base64 run. A
+    # bare header (a parser's constant, a startswith() test, a regex) is not a secret.
     _secret(
         "private_key",
-        r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?(?:-----END \1PRIVATE KEY\2-----|\Z)",
+        rf"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----[ \t]*{_NL}"
+        rf"(?:[A-Za-z][A-Za-z0-9-]*:[^\r\n\\]*{_NL})*(?:[ \t\r\n]|{_NL})*{_B64_RUN}"
+        r".*?(?:-----END \1PRIVATE KEY\2-----|\Z)",
         re.DOTALL,
     ),
-    # the body and END line of a key whose BEGIN line lies before the text
+    # the body and END line of a key whose BEGIN line lies before the text (a base64 run,
+    # not just indentation, before the END line)
     _secret(
-        "private_key", r"\A[A-Za-z0-9+/=\s]{16,}-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        "private_key",
+        rf"\A(?:\s|{_NL})*{_B64_RUN}(?:[A-Za-z0-9+/=\s]|{_NL})*"
+        r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
     ),
     _secret(
         "aws_access_key",

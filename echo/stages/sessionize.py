@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
+def _session_numbers(events: DataFrame, *, gap_s: int) -> DataFrame:
+    """Add ``_session_no`` (1, 2, ... per user): one sort per user by ``(ts_ms, event_id)``,
+    a ``lag`` and a running sum (both O(n) window frames)."""
+    by_user = Window.partitionBy("user_id").orderBy("ts_ms", "event_id")
+    prev_ts = F.lag("ts_ms").over(by_user)
+    return events.withColumn(
+        "_new", F.when(prev_ts.isNull() | ((F.col("ts_ms") - prev_ts) > F.lit(gap_s * 1000)), 1).otherwise(0)
+    ).withColumn("_session_no", F.sum("_new").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
+
+
 def assign_sessions(events: DataFrame, *, gap_s: int) -> DataFrame:
     """Add ``session_id``, ``session_start_ts_ms`` and ``session_end_ts_ms`` to each event.
 
@@ -21,11 +31,7 @@ def assign_sessions(events: DataFrame, *, gap_s: int) -> DataFrame:
     the first event and after every gap ``> gap_s`` seconds. ``session_id`` is
     ``"{user_id}/{start_ts_ms}"``.
     """
-    by_user = Window.partitionBy("user_id").orderBy("ts_ms", "event_id")
-    prev_ts = F.lag("ts_ms").over(by_user)
-    starts = events.withColumn(
-        "_new", F.when(prev_ts.isNull() | ((F.col("ts_ms") - prev_ts) > F.lit(gap_s * 1000)), 1).otherwise(0)
-    ).withColumn("_session_no", F.sum("_new").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
+    starts = _session_numbers(events, gap_s=gap_s)
     by_session = Window.partitionBy("user_id", "_session_no")
     out = (
         starts.withColumn("session_start_ts_ms", F.min("ts_ms").over(by_session))
@@ -36,18 +42,23 @@ def assign_sessions(events: DataFrame, *, gap_s: int) -> DataFrame:
 
 
 def sessionize(events: DataFrame, *, gap_s: int, buckets: int) -> DataFrame:
-    """silver/sessions rows of the given events' users."""
-    from echo.jobs.incremental import user_bucket
+    """silver/sessions rows of the given events' users.
 
+    Native Spark only: the session numbers (one window sort per user), then one
+    aggregation per session (``size(collect_set)`` counts documents without the extra
+    expand-and-aggregate pass of ``countDistinct``)."""
+    from echo.lake.partitioning import user_bucket
+
+    numbered = _session_numbers(events.select("user_id", "ts_ms", "event_id", "doc_id"), gap_s=gap_s)
     s = (
-        assign_sessions(events, gap_s=gap_s)
-        .groupBy("user_id", "session_id")
+        numbered.groupBy("user_id", "_session_no")
         .agg(
             F.min("ts_ms").alias("start_ts_ms"),
             F.max("ts_ms").alias("end_ts_ms"),
             F.count(F.lit(1)).alias("n_events"),
-            F.countDistinct("doc_id").alias("n_docs"),
+            F.size(F.collect_set("doc_id")).cast("long").alias("n_docs"),
         )
+        .withColumn("session_id", F.concat_ws("/", F.col("user_id"), F.col("start_ts_ms").cast("string")))
         .withColumn("duration_s", (F.col("end_ts_ms") - F.col("start_ts_ms")) / F.lit(1000.0))
         .withColumn("user_bucket", user_bucket("user_id", buckets))
         .withColumn("start_date", F.to_date(F.timestamp_millis(F.col("start_ts_ms"))))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pyspark.sql import functions as F
 
+from echo import contract
 from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, ORPHAN_DAY, SUGGESTIONS
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
 
@@ -21,10 +22,18 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 #: Outcomes that count as accepted in the metrics (CONTRACT.md 5).
-ACCEPTED_OUTCOMES = ("kept", "refined", "rewritten", "deleted", "replay_gap", "orphan")
+ACCEPTED_OUTCOMES = contract.ACCEPTED_OUTCOMES
 NOT_ACCEPTED = ("rejected", "ignored")
 
-REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields] + ["session_id", "session_end_ts_ms"]
+#: the columns replay reads (``client`` and ``reject``'s ``reason`` are not needed)
+REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields if f.name not in ("client", "reason")] + [
+    "session_id",
+    "session_end_ts_ms",
+]
+#: wide columns that only pass through (the chosen shown event's): taken with Arrow,
+#: never turned into Python strings
+PASS_THROUGH = {"text": "proposal", "prefix": "prefix", "suffix": "suffix"}
+_ROW = "__row"
 
 
 def _replay_schema() -> Any:
@@ -35,19 +44,27 @@ def _replay_schema() -> Any:
 
 
 def _arrow_schema() -> pa.Schema:
-    from echo.lake.delta_rs import _SPARK_TO_ARROW
+    from echo.lake.arrow import to_arrow_schema
 
-    return pa.schema(
-        [pa.field(f.name, _SPARK_TO_ARROW[f.dataType.simpleString()], True) for f in _replay_schema().fields]
-    )
+    return to_arrow_schema(_replay_schema(), all_nullable=True)
 
 
 def _replay_group(settings: ReplaySettings) -> Any:
     schema = _arrow_schema()
 
+    narrow = [c for c in REPLAY_INPUT if c not in PASS_THROUGH]
+    computed = pa.schema([f for f in schema if f.name not in PASS_THROUGH.values()] + [pa.field(_ROW, pa.int64())])
+
     def fn(table: pa.Table) -> Iterator[pa.RecordBatch] | pa.Table:
-        rows = replay_document(table.to_pylist(), settings)
-        return pa.Table.from_pylist(rows, schema=schema)
+        events = table.select(narrow).to_pylist()
+        for i, ev in enumerate(events):
+            ev[_ROW] = i
+        rows = replay_document(events, settings, clean=False, shown_key=_ROW)
+        out = pa.Table.from_pylist(rows, schema=computed)
+        idx = out.column(_ROW)
+        for src, dst in PASS_THROUGH.items():
+            out = out.append_column(dst, table.column(src).take(idx))
+        return out.select(schema.names)
 
     return fn
 
@@ -76,7 +93,7 @@ def track(events: DataFrame, *, settings: ReplaySettings, buckets: int) -> DataF
 def with_partition(rows: DataFrame, buckets: int) -> DataFrame:
     """Replay rows as silver/suggestions rows: ``user_bucket`` and the ``day`` partition
     (the shown day; :data:`ORPHAN_DAY` for orphans)."""
-    from echo.jobs.incremental import user_bucket
+    from echo.lake.partitioning import user_bucket
 
     day = F.when(F.col("outcome") == "orphan", F.lit(ORPHAN_DAY)).otherwise(shown_day())
     return (

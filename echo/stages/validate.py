@@ -17,47 +17,30 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-INVALID_JSON = "invalid_json"
-MISSING_FIELD = "missing_field"
-WRONG_TYPE = "wrong_type"
-UNKNOWN_EVENT_TYPE = "unknown_event_type"
-NEGATIVE_VALUE = "negative_value"
-TEXT_TOO_LARGE = "text_too_large"
-CONFLICTING_DUPLICATE = "conflicting_duplicate"
-
-REASONS = (
+from echo.contract import (  # the contract's names; re-exported for the stages
+    COMMON_OPTIONAL,
+    COMMON_REQUIRED,
+    CONFLICTING_DUPLICATE,
+    EVENT_COLUMNS,
+    INT64_MAX,
+    INT64_MIN,
     INVALID_JSON,
     MISSING_FIELD,
-    WRONG_TYPE,
-    UNKNOWN_EVENT_TYPE,
     NEGATIVE_VALUE,
+    NON_NEGATIVE,
+    REASONS,
+    TEXT_FIELDS,
     TEXT_TOO_LARGE,
-    CONFLICTING_DUPLICATE,
+    TYPE_FIELDS,
+    UNKNOWN_EVENT_TYPE,
+    WRONG_TYPE,
 )
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-# (required, optional) fields with their kind: "s" string, "i" int64
-COMMON_REQUIRED = {"event_id": "s", "event_type": "s", "ts_ms": "i", "user_id": "s", "doc_id": "s", "doc_version": "i"}
-COMMON_OPTIONAL = {"language": "s", "client": "s"}
-TYPE_FIELDS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "shown": (
-        {"suggestion_id": "s", "model_id": "s", "offset": "i", "text": "s", "prefix": "s"},
-        {"suffix": "s", "latency_ms": "i"},
-    ),
-    "accepted": ({"suggestion_id": "s", "offset": "i", "accepted_text": "s"}, {}),
-    "rejected": ({"suggestion_id": "s"}, {"reason": "s"}),
-    "edit": ({"offset": "i", "delete_len": "i", "insert_text": "s"}, {}),
-}
-NON_NEGATIVE = ("offset", "delete_len", "doc_version")
-TEXT_FIELDS = ("text", "prefix", "suffix", "accepted_text", "insert_text")
-
-#: Every event column, in bronze order (see echo.lake.tables.EVENT_FIELDS).
-EVENT_COLUMNS = (
-    "event_id", "event_type", "ts_ms", "user_id", "doc_id", "doc_version", "language", "client",
-    "suggestion_id", "model_id", "offset", "text", "prefix", "suffix", "latency_ms",
-    "accepted_text", "reason", "delete_len", "insert_text",
-)  # fmt: skip
+__all__ = [
+    "COMMON_OPTIONAL", "COMMON_REQUIRED", "CONFLICTING_DUPLICATE", "EVENT_COLUMNS", "INT64_MAX",
+    "INT64_MIN", "INVALID_JSON", "MISSING_FIELD", "NEGATIVE_VALUE", "NON_NEGATIVE", "REASONS",
+    "TEXT_FIELDS", "TEXT_TOO_LARGE", "TYPE_FIELDS", "UNKNOWN_EVENT_TYPE", "WRONG_TYPE", "Verdict",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

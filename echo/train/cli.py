@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echo.config import _parse_bool, add_config_args, resolve
+from echo.config import ConfigParser, add_config_args, parse_bool, resolve
+from echo.tracking import TrackingConfig, tracked
 from echo.train.config import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ConfigParser(
         prog="echo-pipeline train",
         description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
     )
@@ -20,20 +21,29 @@ def build_parser() -> argparse.ArgumentParser:
         dest="use_gpu",
         nargs="?",
         const=True,
-        type=_parse_bool,
+        type=parse_bool,
         default=argparse.SUPPRESS,
         help="one GPU per worker (NCCL); bare flag = true",
     )
-    add_config_args(p, TrainConfig)
+    add_config_args(p, TrainConfig, TrackingConfig)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    (cfg,) = resolve(args, TrainConfig)
+    cfg, tracking = resolve(args, TrainConfig, TrackingConfig)
     from echo.train.trainer import train
 
-    result = train(cfg)
+    with tracked(tracking, cfg.run_name, command="train") as run:
+        if run is not None:
+            from echo.tracking import log_train_start
+
+            log_train_start(run, cfg.to_dict(), cfg.shards)
+        result = train(cfg)
+        if run is not None:
+            from echo.tracking import log_train_result
+
+            log_train_result(run, result)
     first = result.metrics[0]["loss"] if result.metrics else float("nan")
     last = result.final.get("loss", float("nan"))
     state = "finished" if result.finished else "stopped early (rerun to resume)"

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from echo import contract
+from echo.config import ConfigParser
 from echo.errors import EchoError
 from echo.train.data import open_shards, read_table
 
-KEEP_THRESHOLD = 0.5  # CONTRACT.md section 3: min_refine_similarity default
+KEEP_THRESHOLD = contract.MIN_REFINE_SIMILARITY  # CONTRACT.md section 3
 
 
 def keep_threshold(override: float | None) -> tuple[float, str]:
@@ -77,6 +79,7 @@ def generate(
     max_new_tokens: int,
     max_prompt_tokens: int,
     batch_size: int,
+    progress: bool = False,
 ) -> list[str]:
     """Greedy completions (left-padded batches, prompts left-truncated), up to the end token."""
     import torch
@@ -84,7 +87,10 @@ def generate(
     from echo.train.tokenizer import encode
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    from echo.progress import bar
+
     outs: list[str] = []
+    status = bar("evaluate", len(prompts), "prompts", quiet=not progress)
     for start in range(0, len(prompts), batch_size):
         ids = [x[-max_prompt_tokens:] for x in encode(tok, prompts[start : start + batch_size])]
         width = max(len(x) for x in ids)
@@ -100,6 +106,8 @@ def generate(
                 eos_token_id=tok.eos_token_id,
             )
         outs += tok.batch_decode(gen[:, width:], skip_special_tokens=True)
+        status.update(len(ids))
+    status.close()
     return outs
 
 
@@ -113,6 +121,7 @@ def evaluate(
     batch_size: int = 8,
     limit: int = 0,
     keep_similarity: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Score ``model`` and the logged proposals against the final texts of ``split``.
 
@@ -136,6 +145,7 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         max_prompt_tokens=max_prompt_tokens,
         batch_size=batch_size,
+        progress=progress,
     )
     finals = [c or "" for c in rows["completion"]]
     proposals = [p or "" for p in rows["proposal"]]
@@ -176,7 +186,7 @@ def evaluate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ConfigParser(
         prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None
     )
     p.add_argument("--model", required=True, help="model directory (e.g. OUT/model from 'train')")
@@ -194,7 +204,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "contract's min_refine_similarity, 0.5)",
     )
     p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from echo.config import add_config_args, resolve
+    from echo.tracking import TrackingConfig, tracked
+
+    add_config_args(p, TrackingConfig)
     a = p.parse_args(argv)
+    (tracking,) = resolve(a, TrackingConfig)
+    with tracked(tracking, f"evaluate-{a.split}", command="evaluate") as run:
+        report = _evaluate_main(a)
+        if run is not None:
+            from echo.tracking import log_evaluation
+
+            log_evaluation(run, vars(a), report)
+    return 0
+
+
+def _evaluate_main(a: argparse.Namespace) -> dict[str, Any]:
     report = evaluate(
         a.model,
         a.shards,
@@ -204,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=a.batch_size,
         limit=a.limit,
         keep_similarity=a.keep_similarity,
+        progress=not a.quiet,
     )
     text = json.dumps(report, indent=2)
     if a.out:
@@ -216,4 +243,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         sys.stdout.write(text + "\n")
-    return 0
+    return report

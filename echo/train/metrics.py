@@ -76,4 +76,12 @@ def progress_line(row: dict[str, Any], total: int) -> str:
     ]
     if "dpo_margin" in row:
         parts.append(f"margin {row['dpo_margin']:+.3f}")
+    step_s = row.get("step_time_s")
+    if isinstance(step_s, (int, float)) and total > row["step"]:
+        parts.append(f"eta {_duration(step_s * (total - row['step']))}")  # at the last step's pace
     return "[echo.train] " + "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

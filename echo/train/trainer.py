@@ -55,11 +55,15 @@ def _ensure_ray(cfg: TrainConfig) -> None:
 
     if ray.is_initialized():
         return
+    from echo.logs import quiet_ray_loggers, route_ray
+
     env = {"DS_ACCELERATOR": "cpu"} if not cfg.use_gpu else {}
+    quiet_ray_loggers()
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         runtime_env={"env_vars": env},
     )
+    route_ray()  # Ray's and its workers' logging to the log file; progress lines stay
 
 
 def _root_cause(exc: BaseException) -> str:

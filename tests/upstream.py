@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from echo.jobs.incremental import rewrite_users, user_bucket
+from echo.jobs.incremental import rewrite_users
 from echo.jobs.state import set_watermark
 from echo.lake import Lake, open_lake
-from echo.lake.tables import EVENTS, SUGGESTIONS
+from echo.lake.lease import hold
+from echo.lake.partitioning import user_bucket
+from echo.lake.tables import EVENTS, INGEST_RUNS, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
 
@@ -67,11 +69,11 @@ class FakeUpstream:
     """Writes what ingest + track would: one bronze ``shown`` event per suggestion row
     (run ``run_no``), the users' silver/suggestions rows, and the track watermark."""
 
-    def __init__(self, spark: Any, root: str) -> None:
+    def __init__(self, spark: Any, root: str, backend: str = "delta-rs") -> None:
         self.spark = spark
-        self.lake: Lake = open_lake(spark, root, "delta-rs")
+        self.lake: Lake = open_lake(spark, root, backend)
         self.lake.check_root(create=True)
-        self.lake.buckets = BUCKETS
+        hold(self.lake, "test-upstream", buckets=BUCKETS).release()  # the lake's invariants
         self.rows: dict[str, dict[str, Any]] = {}
         self.run_no = 0
 
@@ -93,6 +95,9 @@ class FakeUpstream:
             )  # fmt: skip
             events.append(ev)
         self.lake.append(EVENTS, self.spark.createDataFrame(events, EVENTS.schema))
+        # the run record publishes the run (echo.jobs.state): stages read up to it
+        record = (self.run_no, now, now, "[]", len(events), len(events), 0, 0, "{}", "{}")
+        self.lake.append(INGEST_RUNS, self.spark.createDataFrame([record], INGEST_RUNS.schema))
         users = {r["user_id"] for r in rows}
         silver = [r for r in self.rows.values() if r["user_id"] in users]
         df = self.spark.createDataFrame(silver, SUGGESTIONS.schema).withColumn(
@@ -109,7 +114,7 @@ def run_pairs(up: FakeUpstream, cfg: PairsConfig | None = None) -> dict[str, Any
     from echo.config import LakeConfig
     from echo.jobs.pairs import execute
 
-    lake_cfg = LakeConfig(lake=up.lake.root, lake_backend="delta-rs", buckets=BUCKETS)
+    lake_cfg = LakeConfig(lake=up.lake.root, lake_backend=up.lake.backend_name, buckets=BUCKETS)
     return execute(
         up.spark, up.lake, lake_cfg, cfg or PairsConfig(), progress=Progress("pairs", quiet=True)
     )

@@ -19,22 +19,22 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from echo.config import LakeConfig, PipelineConfig, to_dict
+from echo.config import ConfigParser, LakeConfig, PipelineConfig
 from echo.errors import ConfigError
 from echo.progress import Progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from echo.jobs import ingest, pairs, sessionize, shards, track
+    from echo.jobs import shards
     from echo.jobs.common import open_job_lake
+    from echo.jobs.runner import StageContext, run_stages
     from echo.pairs_config import PairsConfig, ShardsConfig
     from echo.simulate.api import simulate
     from echo.simulate.config import FaultConfig, SimConfig
     from echo.spark import spark_session
 
-    parser = argparse.ArgumentParser(prog="echo-pipeline demo", description=__doc__,
+    parser = ConfigParser(prog="echo-pipeline demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="demo", help="output directory (default: demo)")
     parser.add_argument("--seed", type=int, default=0)
@@ -45,11 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20, help="simulated users (--data-only)")
     parser.add_argument("--days", type=int, default=2, help="simulated days (--data-only)")
     parser.add_argument("--batches", type=int, default=3, help="delivery batches (--data-only)")
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow tracking URI of the loop (default: MLFLOW_TRACKING_URI, else a "
+                             "local store OUT/mlflow.db; 'none': no tracking)")  # fmt: skip
     args = parser.parse_args(list(argv or []))
     if not args.data_only:
+        import os
+
         from echo.loop.cli import main as loop_main
 
         extra = ["--quiet", "true"] if args.quiet else []
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri:
+            uri = f"sqlite:///{Path(args.out).resolve() / 'mlflow.db'}"
+        if uri != "none":
+            extra += ["--tracking-uri", uri]
         return loop_main(["--out", args.out, "--rounds", str(args.rounds), "--seed", str(args.seed), *extra])
     if args.users < 1 or args.days < 1 or args.batches < 1:
         raise ConfigError("--users, --days and --batches must be positive")
@@ -67,33 +77,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     lake_cfg = LakeConfig(lake=str(out / "lake"))
     cfg, pcfg = PipelineConfig(), PairsConfig()
     reports = []
-    with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo") as lake:
+    with spark_session("echo-demo") as spark, open_job_lake(spark, lake_cfg, create=True, command="demo", quiet=args.quiet) as lake:
         for batch in sim.batch_dirs:
-            q = args.quiet
-            r: dict[str, Any] = {"batch": batch.name}
-            r["ingest"] = ingest.execute(spark, lake, [str(batch)], cfg, progress=Progress("ingest", quiet=q),
-                                         config_text=json.dumps(to_dict(lake_cfg, cfg)))  # fmt: skip
-            r["sessionize"] = sessionize.execute(spark, lake, lake_cfg, cfg, progress=Progress("sessionize", quiet=q))
-            r["track"] = track.execute(spark, lake, lake_cfg, cfg, progress=Progress("track", quiet=q))
-            r["pairs"] = pairs.execute(spark, lake, lake_cfg, pcfg, progress=Progress("pairs", quiet=q))
-            reports.append(r)
+            ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=(str(batch),), quiet=args.quiet)
+            reports.append({"batch": batch.name, **run_stages(ctx)})
         scfg = ShardsConfig(out=str(out / "shards"))
         r_shards = shards.execute(spark, lake, lake_cfg, scfg, progress=Progress("shards", quiet=args.quiet))
         from echo.lake.tables import ACCEPTANCE_METRICS
+        from echo.metrics import SUM_COLUMNS, acceptance_by_model
 
-        m = (
-            lake.read(ACCEPTANCE_METRICS)
-            .groupBy("model_id")
-            .sum("shown", "accepted", "kept", "refined")
-            .orderBy("model_id")
-            .collect()
-        )
+        gold = lake.read(ACCEPTANCE_METRICS).select("model_id", *SUM_COLUMNS).toPandas()
+        per_model = acceptance_by_model(gold.astype(object).where(gold.notna(), None).to_dict("list"))
     (out / "demo_report.json").write_text(json.dumps({"batches": reports, "shards": r_shards}, indent=2, default=str))
     print("\nAcceptance by model (gold/acceptance_metrics):")
     print(f"  {'model':<22}{'shown':>8}{'accepted':>10}{'rate':>8}{'kept':>7}{'refined':>9}")
-    for row in m:
-        shown, acc = row["sum(shown)"], row["sum(accepted)"]
-        print(f"  {row['model_id']!s:<22}{shown:>8}{acc:>10}{acc / max(shown, 1):>8.1%}"
-              f"{row['sum(kept)']:>7}{row['sum(refined)']:>9}")  # fmt: skip
+    for model, row in per_model.items():
+        print(f"  {model:<22}{row['shown']:>8}{row['accepted']:>10}{row['acceptance'] or 0:>8.1%}"
+              f"{row['kept']:>7}{row['refined']:>9}")  # fmt: skip
     print(f"\nlake: {out / 'lake'}\nshards: {out / 'shards'} (manifest.json)\nreport: {out / 'demo_report.json'}")
     return 0

@@ -1,0 +1,105 @@
+"""The pure stages on tiny inline DataFrames with explicit schemas (chispa's style): one
+behaviour per test, no files, no lake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from echo.lake.tables import EVENT_FIELDS, SUGGESTIONS
+from echo.stages.replay import ReplaySettings
+from echo.stages.sessionize import assign_sessions, sessionize
+from echo.stages.track import acceptance_metrics, track
+from tests.helpers import Ev
+
+T0 = 1_700_000_000_000
+GAP_S = 60
+
+
+def events_df(spark: Any, events: list[dict[str, Any]]) -> Any:
+    rows = [tuple(e.get(f.name) for f in EVENT_FIELDS.fields) for e in events]
+    return spark.createDataFrame(rows, EVENT_FIELDS)
+
+
+def sessions_of(spark: Any, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    df = sessionize(events_df(spark, events), gap_s=GAP_S, buckets=4)
+    return sorted(tuple(r) for r in df.select("session_id", "start_ts_ms", "end_ts_ms", "n_events", "n_docs").collect())
+
+
+def test_a_gap_longer_than_session_gap_starts_a_new_session(spark):
+    ev = Ev()
+    rows = sessions_of(spark, [ev.edit(0, 0, "a", ts=T0), ev.edit(1, 0, "b", ts=T0 + GAP_S * 1000 + 1)])
+    assert [r[0] for r in rows] == [f"u1/{T0}", f"u1/{T0 + GAP_S * 1000 + 1}"]
+
+
+def test_a_gap_of_exactly_session_gap_stays_in_the_session(spark):
+    ev = Ev()
+    rows = sessions_of(spark, [ev.edit(0, 0, "a", ts=T0), ev.edit(1, 0, "b", ts=T0 + GAP_S * 1000)])
+    assert rows == [(f"u1/{T0}", T0, T0 + GAP_S * 1000, 2, 1)]
+
+
+def test_a_session_spans_every_document_of_its_user(spark):
+    a, b = Ev(doc="a"), Ev(doc="b")
+    rows = sessions_of(spark, [a.edit(0, 0, "x", ts=T0), b.edit(0, 0, "y", ts=T0 + 1000)])
+    assert rows == [(f"u1/{T0}", T0, T0 + 1000, 2, 2)]
+
+
+def test_users_are_sessionized_apart(spark):
+    rows = sessions_of(spark, [Ev(user="u1").edit(0, 0, "x", ts=T0), Ev(user="u2").edit(0, 0, "y", ts=T0 + 1)])
+    assert [r[0] for r in rows] == [f"u1/{T0}", f"u2/{T0 + 1}"]
+
+
+def test_ties_on_ts_are_ordered_by_event_id_within_one_session(spark):
+    ev = Ev()
+    df = assign_sessions(events_df(spark, [ev.edit(0, 0, "x", ts=T0), ev.edit(1, 0, "y", ts=T0)]), gap_s=GAP_S)
+    assert {r["session_id"] for r in df.collect()} == {f"u1/{T0}"}
+
+
+def test_each_event_carries_its_sessions_end(spark):
+    ev = Ev()
+    df = assign_sessions(events_df(spark, [ev.edit(0, 0, "x", ts=T0), ev.edit(1, 0, "y", ts=T0 + 5000)]), gap_s=GAP_S)
+    assert {r["session_end_ts_ms"] for r in df.collect()} == {T0 + 5000}
+
+
+def outcomes(spark: Any, events: list[dict[str, Any]], **settings: Any) -> dict[str, tuple[Any, ...]]:
+    df = track(assign_sessions(events_df(spark, events), gap_s=1800), settings=ReplaySettings(**settings), buckets=4)
+    assert df.columns == SUGGESTIONS.columns
+    return {r["suggestion_id"]: (r["outcome"], r["final_text"]) for r in df.collect()}
+
+
+def test_an_untouched_accept_is_kept(spark):
+    ev = Ev()
+    got = outcomes(spark, [ev.shown("s1", "x = 1", ts=T0), ev.accepted("s1", "x = 1", ts=T0 + 1000)])
+    assert got == {"s1": ("kept", "x = 1")}
+
+
+def test_an_edit_inside_the_region_refines_the_accept(spark):
+    ev = Ev()
+    got = outcomes(spark, [ev.shown("s1", "x = 1", ts=T0), ev.accepted("s1", "x = 1", ts=T0 + 1000),
+                           ev.edit(4, 1, "2", ts=T0 + 2000)])  # fmt: skip
+    assert got == {"s1": ("refined", "x = 2")}
+
+
+def test_an_edit_past_the_refine_window_is_not_applied(spark):
+    ev = Ev()
+    got = outcomes(spark, [ev.shown("s1", "x = 1", ts=T0), ev.accepted("s1", "x = 1", ts=T0 + 1000),
+                           ev.edit(4, 1, "2", ts=T0 + 1000 + 11_000)], refine_window_s=10)  # fmt: skip
+    assert got == {"s1": ("kept", "x = 1")}
+
+
+def test_a_shown_suggestion_without_accept_or_reject_is_ignored(spark):
+    assert outcomes(spark, [Ev().shown("s1", "x", ts=T0)]) == {"s1": ("ignored", None)}
+
+
+def test_an_accept_without_a_shown_is_an_orphan(spark):
+    assert outcomes(spark, [Ev().accepted("s1", "x", ts=T0)])["s1"][0] == "orphan"
+
+
+def test_acceptance_metrics_count_accepted_outcomes_per_model_and_day(spark):
+    ev = Ev()
+    events = [ev.shown("s1", "a", ts=T0), ev.accepted("s1", "a", ts=T0 + 1), ev.shown("s2", "b", ts=T0 + 2),
+              ev.rejected("s2", ts=T0 + 3), ev.shown("s3", "c", ts=T0 + 4)]  # fmt: skip
+    sugg = track(assign_sessions(events_df(spark, events), gap_s=1800), settings=ReplaySettings(), buckets=4)
+    m = acceptance_metrics(sugg).select("model_id", "shown", "accepted", "kept", F.round("acceptance_rate", 4)).collect()
+    assert [tuple(r) for r in m] == [("m1", 3, 1, 1, round(1 / 3, 4))]
