@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from upstream import PREFIX, FakeUpstream, gold_rows, run_pairs, suggestion
+from upstream import PREFIX, T0, FakeUpstream, gold_rows, run_pairs, suggestion
 
 from echo.lake.tables import REFINEMENT_PAIRS
 from echo.pairs_config import PairsConfig
@@ -130,7 +130,7 @@ def test_incremental_runs_equal_one_full_run(spark: Any, tmp_path: Path) -> None
     full.batch([r for b in batches() for r in b])
     run_pairs(full)
     assert gold_rows(inc) == gold_rows(full)
-    assert [r["users"] for r in reports] == [3, 3, 2]  # only users with new events
+    assert [r["rows_changed"] for r in reports] == [3, 3, 2]  # only the rows track changed
     ids = {r[0] for r in gold_rows(inc)}
     assert ids == {"a1", "b1", "b2", "d1", "e1"}
 
@@ -141,7 +141,7 @@ def test_rerun_without_new_events_changes_nothing(spark: Any, lake: str) -> None
     run_pairs(up)
     before, version = gold_rows(up, drop=()), up.lake.version(REFINEMENT_PAIRS)
     report = run_pairs(up)
-    assert report["users"] == 0
+    assert report["rows_changed"] == 0
     assert gold_rows(up, drop=()) == before
     assert up.lake.version(REFINEMENT_PAIRS) == version
 
@@ -153,17 +153,39 @@ def test_pairs_wait_for_track(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch(batches()[0])
     set_watermark(up.lake, "track", 0, {})
-    assert run_pairs(up)["users"] == 0
+    assert run_pairs(up)["rows_changed"] == 0
     set_watermark(up.lake, "track", 1, {})
-    assert run_pairs(up)["users"] == 3
+    assert run_pairs(up)["rows_changed"] == 3
 
 
-def test_changed_settings_rebuild_every_user(spark: Any, lake: str) -> None:
+def test_changed_settings_rebuild_every_row(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch(batches()[0])
     run_pairs(up)
     stricter = dataclasses.replace(PairsConfig(), min_target_chars=10)
     report = run_pairs(up, stricter)
-    assert report["rebuild"] is True and report["users"] == 3
+    assert report["rebuild"] is True and report["candidates"] == 3
     assert report["filtered"]["too_short"] == 1  # c1's "x = 1"
     assert {r[0] for r in gold_rows(up)} == {"a1", "b1"}
+
+
+def test_a_batch_rewrites_only_the_days_of_the_rows_it_changed(spark: Any, lake: str) -> None:
+    day = 86_400_000
+    up = FakeUpstream(spark, lake)
+    up.batch([suggestion("a1", "ua"), suggestion("b1", "ub", ts=T0 + 3 * day)])
+    run_pairs(up)
+    up.batch([suggestion("c1", "uc", ts=T0 + 3 * day, proposal="result = round(subtotal, 3)")])
+    report = run_pairs(up)
+    assert (report["rows_changed"], report["days_rewritten"]) == (1, 1)
+    assert {r[0] for r in gold_rows(up)} == {"a1", "b1", "c1"}
+
+
+def test_an_orphan_row_of_another_document_leaves_the_pair_alone(spark: Any, lake: str) -> None:
+    up = FakeUpstream(spark, lake)
+    up.batch([suggestion("a1", "ua")])
+    run_pairs(up)
+    orphan = {**suggestion("a1", "ua", outcome="orphan", final=None), "doc_id": "ua/other"}
+    up.batch([orphan])
+    run_pairs(up)
+    pairs = up.lake.read(REFINEMENT_PAIRS).select("suggestion_id", "doc_id").collect()
+    assert [tuple(r) for r in pairs] == [("a1", "ua/doc")]

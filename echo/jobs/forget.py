@@ -42,6 +42,7 @@ from echo.lake.tables import (
     REFINEMENT_PAIRS,
     SESSION_CHANGES,
     SESSIONS,
+    SUGGESTION_CHANGES,
     SUGGESTIONS,
     Table,
 )
@@ -58,7 +59,9 @@ STAGE = "forget"
 
 
 #: Tables with a user_id column, deleted by user id.
-USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, SESSION_CHANGES, DOC_DAYS)
+USER_TABLES: tuple[Table, ...] = (
+    EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, SESSION_CHANGES, DOC_DAYS, SUGGESTION_CHANGES,
+)  # fmt: skip
 _CHUNK = 500
 
 

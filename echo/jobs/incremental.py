@@ -4,7 +4,6 @@ A stage finds the events newer than its watermark through the ``event_date`` par
 each ingest run recorded (bronze/ingest_runs.event_dates), reads only the day partitions
 of the state those events can change, and rewrites only the partitions that hold
 changed rows, copying their other rows as they are, in one Delta commit per table.
-gold/refinement_pairs is still recomputed per user (:func:`rewrite_users`).
 """
 
 from __future__ import annotations
@@ -16,61 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from echo.jobs.state import latest_run, watermark
-from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, INGEST_RUNS, Table
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from echo.lake import Lake
-
-
-def affected_users(lake: Lake, stage: str, buckets: int) -> tuple[DataFrame, int, int]:
-    """Users with bronze events newer than the stage's watermark.
-
-    Returns ``(users[user_id, user_bucket], since_run, up_to_run)``. Parquet min/max
-    statistics on ``run_no`` let the scan skip files of older runs.
-    """
-    since = watermark(lake, stage)
-    up_to = latest_run(lake)
-    users = (
-        lake.read(EVENTS)
-        .where((F.col("run_no") > since) & (F.col("run_no") <= up_to))
-        .select("user_id")
-        .distinct()
-        .withColumn("user_bucket", user_bucket("user_id", buckets))
-    )
-    return users, since, up_to
-
-
-def events_of(lake: Lake, users: DataFrame, up_to_run: int) -> DataFrame:
-    """All bronze events (every run up to ``up_to_run``) of the given users."""
-    return (
-        lake.read(EVENTS)
-        .where(F.col("run_no") <= up_to_run)
-        .join(F.broadcast(users.select("user_id")), on="user_id", how="left_semi")
-    )
-
-
-def rewrite_users(
-    lake: Lake, table: Table, new_rows: DataFrame, users: DataFrame, *, info: dict[str, str] | None = None
-) -> list[int]:
-    """Replace every row of ``users`` in ``table`` with ``new_rows`` in one commit.
-
-    Touches only the ``user_bucket`` partitions of those users; other users' rows in
-    those partitions are carried over unchanged. Returns the buckets rewritten.
-    """
-    if table.partition_by != ("user_bucket",):
-        raise ValueError(f"{table.name} is not partitioned by user_bucket")
-    buckets = sorted(int(r[0]) for r in users.select("user_bucket").distinct().collect())
-    if not buckets:
-        return []
-    old = lake.read(table).where(F.col("user_bucket").isin(buckets))
-    carried = old.join(F.broadcast(users.select("user_id")), on="user_id", how="left_anti")
-    rows = carried.select(*table.columns).unionByName(new_rows.select(*table.columns))
-    lake.replace_partitions(table, rows.repartition("user_bucket"), buckets, info=info)
-    return buckets
 
 
 def new_event_days(lake: Lake, since: int, up_to: int) -> list[datetime.date]:

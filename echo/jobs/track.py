@@ -33,6 +33,7 @@ from echo.lake.tables import (
     ORPHAN_DAY,
     SESSION_CHANGES,
     SESSIONS,
+    SUGGESTION_CHANGES,
     SUGGESTIONS,
 )
 from echo.progress import Progress
@@ -79,7 +80,7 @@ def with_sessions(lake: Lake, events: DataFrame, days: list[datetime.date]) -> D
 def execute(
     spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
 ) -> dict[str, Any]:
-    for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS):
+    for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS, SUGGESTION_CHANGES):
         lake.ensure(t)
     since = watermark(lake, STAGE)
     up_to = max(since, min(latest_run(lake), watermark(lake, SESSIONIZE)))
@@ -104,7 +105,14 @@ def execute(
         rows, removed, parts, metric_days = _resolve(lake, rows, ids, days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
-        # Metrics first, from what silver/suggestions will hold on those days (the stored
+        # The rows this run writes or removes, for pairs, before anything they describe:
+        # a rerun after a crash reads the same old rows and records the same changes.
+        keys = ["suggestion_id", "doc_id", "user_id", "day"]
+        changes = rows.select(*keys).unionByName(removed.select(*keys)).distinct()
+        lake.replace_partitions(
+            SUGGESTION_CHANGES, changes.withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1), [up_to], info=info
+        )
+        # Metrics next, from what silver/suggestions will hold on those days (the stored
         # rows less the ones replaced, plus the new ones): if the run dies between the two
         # commits, the rerun reads the same old rows and days again; if it dies after both,
         # the days only the old rows had are already right.
@@ -165,7 +173,7 @@ def _resolve(
     old = (
         lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(ids, "doc_id", "left_semi")
         .unionByName(stored_orphans.join(shown, "suggestion_id", "left_semi"))
-        .select("suggestion_id", "doc_id", "day", "shown_ts_ms")
+        .select("suggestion_id", "doc_id", "user_id", "day", "shown_ts_ms")
     ).cache()  # fmt: skip
     parts = {r[0] for r in old.select("day").union(rows.select("day")).distinct().collect()}
     metric_days = sorted(_days(old) | _days(rows))

@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 3
 #: What changed in each version (named in the refusal of an older lake).
 FORMAT_CHANGES = {
-    3: "silver/sessions partitioned by start_date and silver/suggestions by shown day, "
-    "incremental state in _echo/session_changes and _echo/doc_days",
+    3: "silver/sessions partitioned by start_date, silver/suggestions and gold/refinement_pairs "
+    "by shown day, incremental state in _echo/session_changes, _echo/doc_days and "
+    "_echo/suggestion_changes",
 }
 #: Buckets of a new lake when the command does not say.
 DEFAULT_BUCKETS = 16

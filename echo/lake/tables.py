@@ -233,10 +233,12 @@ REFINEMENT_PAIRS = Table(
             _f("scrub_types", S),  # comma-separated types of what was scrubbed (null: none)
             _f("dedup_key", S, False),  # near-duplicate key (shards keep the lowest suggestion_id)
             _f("user_bucket", I, False),
+            # the partition: the suggestion's shown day (silver/suggestions' ``day``)
+            _f("day", DateType(), False),
         ]
     ),
-    partition_by=("user_bucket",),
-    keys=("suggestion_id",),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
     description="one row per kept or refined suggestion that passed the quality filters",
 )
 
@@ -303,6 +305,45 @@ DOC_DAYS = Table(
     description="per document: the UTC days it has events on (one row per doc x day x run)",
 )
 
+#: Incremental state of track, read by pairs: per track run, the silver/suggestions rows
+#: it wrote or removed (their keys and day partitions), so that pairs recomputes only those.
+SUGGESTION_CHANGES = Table(
+    name="_echo/suggestion_changes",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("doc_id", S, False),
+            _f("user_id", S, False),
+            _f("day", DateType(), False),  # the row's silver/suggestions partition
+            _f("run_no", L, False),  # the track run (its up-to ingest run)
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("suggestion_id", "doc_id", "day", "run_no"),
+    description="per track run: the silver/suggestions rows it wrote or removed",
+)
+
+#: Buckets of the event-id index (a lake constant: changing it would need a rebuild).
+EVENT_INDEX_BUCKETS = 64
+
+#: Incremental state of ingest: where each kept event_id lives. 8-byte hash keys, so that
+#: the duplicate check of a batch reads these (and only the buckets its ids fall in), then
+#: only the bronze days holding a matching id, instead of every event_id ever kept.
+EVENT_INDEX = Table(
+    name="_echo/event_index",
+    schema=StructType(
+        [
+            _f("id_bucket", I, False),  # pmod(id_key, EVENT_INDEX_BUCKETS)
+            _f("id_key", L, False),  # xxhash64(event_id)
+            _f("event_date", DateType(), False),  # the bronze/events partition of the event
+            _f("run_no", L, False),  # the ingest run that kept it
+        ]
+    ),
+    partition_by=("id_bucket",),
+    keys=("id_key", "event_date", "run_no"),
+    description="per kept event: a hash of its event_id and its bronze/events day",
+)
+
 #: The lake's lease and invariants: one row (``slot`` 0). Created with the lake in one
 #: put-if-absent Delta commit (version 0) that fixes ``buckets`` and ``format_version``
 #: for the lake's life; every writing command then takes the lease with a conditional
@@ -340,6 +381,8 @@ ALL_TABLES: tuple[Table, ...] = (
     FORGOTTEN_USERS,
     SESSION_CHANGES,
     DOC_DAYS,
+    SUGGESTION_CHANGES,
+    EVENT_INDEX,
 )
 
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}
