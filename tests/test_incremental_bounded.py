@@ -111,3 +111,29 @@ def test_a_batch_of_one_day_rewrites_only_that_days_partitions(spark, tmp_path):
         assert after["2023-11-15"] == before[t]["2023-11-15"], t  # day 0: untouched
         assert after["2023-11-16"] != before[t]["2023-11-16"], t  # day 1: rewritten
     assert sorted(read_table(lake, "silver/sessions").user_id) == ["a", "a", "b"]
+
+
+def test_a_changed_session_gap_is_refused_in_one_line(spark, tmp_path, capsys):
+    from echo.jobs import sessionize
+    from tests.helpers import run_stages
+
+    ev = Ev(user="g", t0=T0)
+    lake = str(tmp_path / "lake")
+    run_stages(_batches(tmp_path, [ev.shown("s", "x = 1")]), lake)
+    before = read_table(lake, "silver/sessions")
+    assert sessionize.main(["--lake", lake, "--quiet", "--session-gap-s", "600"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--session-gap-s 1800" in err[0] and "--session-gap-s 600" in err[0]
+    assert read_table(lake, "silver/sessions").equals(before)
+
+
+def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spark, tmp_path):
+    ev = Ev(user="c", t0=T0 + 3_600_000)
+    first = ev.shown("s", "x = 1")
+    copy = {**first, "ts_ms": first["ts_ms"] + 5 * DAY}  # same event_id, other content and day
+    identical = dict(first)
+    whole, inc = one_run_vs_batches(_batches(tmp_path, [first], [Ev(user="d", t0=T0 + 9 * DAY).shown("t", "y")],
+                                              [copy, identical]), tmp_path)  # fmt: skip
+    assert inc == whole
+    assert [r[1] for r in whole["bronze/quarantine"]] == ["conflicting_duplicate"]
+    assert sorted(r[0] for r in whole["bronze/events"]) == sorted([first["event_id"], "d-d1-00001"])

@@ -103,3 +103,26 @@ def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return detail if isinstance(detail, dict) else {}
+
+
+#: stage_state detail key: the settings that shaped a stage's stored rows
+SETTINGS = "settings"
+
+
+def fixed_settings(lake: Lake, stage: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a run whose content settings differ from those the stage's stored rows were
+    built with (a bounded run redoes only what new events touch, so older rows would keep
+    the old settings); returns the watermark detail entry recording them."""
+    stored = stage_detail(lake, stage).get(SETTINGS)
+    if isinstance(stored, dict) and stored != settings:
+
+        def flags(d: dict[str, Any]) -> str:
+            return " ".join(f"--{k.replace('_', '-')} {d.get(k)}" for k in sorted(settings))
+
+        from echo.errors import LakeError
+
+        raise LakeError(
+            f"lake {lake.root}: {stage} built it with {flags(stored)}; this run asks for {flags(settings)} "
+            "(these settings are fixed for a lake: pass the lake's values)"
+        )
+    return {SETTINGS: settings}

@@ -22,6 +22,7 @@ from echo.config import PipelineConfig
 from echo.jobs.common import stage_main
 from echo.jobs.incremental import (
     days_of_ranges,
+    fixed_settings,
     new_events,
     replace_rows,
     stage_detail,
@@ -62,6 +63,7 @@ def execute(
 ) -> dict[str, Any]:
     lake.ensure(SESSIONS)
     lake.ensure(SESSION_CHANGES)
+    fixed = fixed_settings(lake, STAGE, {"session_gap_s": cfg.session_gap_s})
     since, up_to = watermark(lake, STAGE), latest_run(lake)
     longest = max_session_ms(lake)
     gap_ms = cfg.session_gap_s * 1000
@@ -70,7 +72,7 @@ def execute(
         n_new = new.count()
         progress.step(f"runs {since + 1}..{up_to}: new events", events=n_new)
         if n_new == 0:
-            set_watermark(lake, STAGE, max(up_to, since), {"users": 0, MAX_SESSION_MS: longest})
+            set_watermark(lake, STAGE, max(up_to, since), {"users": 0, MAX_SESSION_MS: longest, **fixed})
             return {"run_no": up_to, "users": 0, "sessions_written": 0}
         # sessions a new event can touch start within [ts - gap - longest, ts + gap]
         near = days_of_ranges(new, F.col("ts_ms") - gap_ms - longest, F.col("ts_ms") + gap_ms)
@@ -96,7 +98,7 @@ def execute(
         new.unpersist()
     days = sorted(map(str, parts))
     detail = {"users": n_users, "sessions": n_sessions, "days": days, "version": lake.version(SESSIONS),
-              MAX_SESSION_MS: longest}  # fmt: skip
+              MAX_SESSION_MS: longest, **fixed}  # fmt: skip
     set_watermark(lake, STAGE, up_to, detail)
     return {"run_no": up_to, "users": n_users, "sessions_written": n_sessions, "days_rewritten": len(parts)}
 

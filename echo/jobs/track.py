@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from echo.config import PipelineConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import expand_days, new_events, replace_rows
+from echo.jobs.incremental import expand_days, fixed_settings, new_events, replace_rows
 from echo.jobs.sessionize import STAGE as SESSIONIZE
 from echo.jobs.sessionize import events_in, max_session_ms
 from echo.jobs.state import latest_run, set_watermark, watermark
@@ -82,6 +82,9 @@ def execute(
 ) -> dict[str, Any]:
     for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS, SUGGESTION_CHANGES):
         lake.ensure(t)
+    fixed = fixed_settings(
+        lake, STAGE, {"refine_window_s": cfg.refine_window_s, "min_refine_similarity": cfg.min_refine_similarity}
+    )
     since = watermark(lake, STAGE)
     up_to = max(since, min(latest_run(lake), watermark(lake, SESSIONIZE)))
     new = new_events(lake, since, up_to).select("doc_id", "user_id", "event_date").cache()
@@ -91,7 +94,7 @@ def execute(
         n_docs = docs.count()
         progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
         if n_docs == 0:
-            set_watermark(lake, STAGE, up_to, {"documents": 0})
+            set_watermark(lake, STAGE, up_to, {"documents": 0, **fixed})
             return {"run_no": up_to, "documents": 0, "suggestions_written": 0}
         ids = docs.select("doc_id")
         new_days = new.select("doc_id", "user_id", "event_date").distinct()
@@ -135,7 +138,7 @@ def execute(
         new.unpersist()
         docs.unpersist()
     detail = {"documents": n_docs, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, metric_days)),
-              "partitions": len(parts)}  # fmt: skip
+              "partitions": len(parts), **fixed}  # fmt: skip
     set_watermark(lake, STAGE, up_to, detail)
     return {"run_no": up_to, "documents": n_docs, "suggestions_written": n_sugg, "outcomes": outcomes,
             "metric_days": len(metric_days), "days_rewritten": len(parts)}  # fmt: skip
