@@ -259,3 +259,54 @@ def test_sft_plus_kto_lowers_sft_loss_and_raises_kto_margin(setup: dict[str, Any
     )
     assert _all_sft_loss(model, setup) < before - 0.5
     assert _kto_margin(model, ref, setup) > 0.5
+
+
+def test_lora_trains_only_adapters_and_saves_a_loadable_adapter_and_merged_model(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """Bare loop, KTO with LoRA + gradient checkpointing: the base stays frozen and is the
+    reference; the adapter (plain peft) and the merged model (plain transformers) give
+    the trained model's logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from echo.train.config import TrainConfig
+    from echo.train.lora import export_lora, prepare_model, trainable_params
+
+    cfg = TrainConfig(lora=True, lora_r=4, lora_alpha=8, gradient_checkpointing=True)
+    model = prepare_model(_model(setup), cfg)
+    base = _model(setup).eval()
+    assert 0 < trainable_params(model) < sum(p.numel() for p in base.parameters()) // 4
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    bare_train(
+        model,
+        "kto",
+        {"kto": setup["examples"]["kto"]},
+        steps=12,
+        micro_batch_size=8,
+        lr=1e-2,
+        pad_id=setup["info"]["pad_token_id"],
+    )
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    model.eval()
+    assert _kto_margin(model, base, setup) > 0.5
+
+    export_lora(
+        model.state_dict(),
+        lambda: _model(setup),
+        cfg,
+        setup["tok"],
+        tmp_path,
+        save_base=True,
+    )
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter"
+    ).eval()
+    batch = collate_sft(setup["examples"]["sft"], [0, 1], setup["info"]["pad_token_id"])
+    kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        trained = model(**kw).logits
+        assert not torch.allclose(base(**kw).logits, trained, atol=1e-3)
+        assert torch.allclose(merged(**kw).logits, trained, atol=1e-4)
+        assert torch.allclose(adapted(**kw).logits, trained, atol=1e-4)

@@ -59,7 +59,11 @@ def lora_config(cfg: TrainConfig) -> Any:
 def enable_gradient_checkpointing(model: Any) -> None:
     """Non-reentrant activation checkpointing (works with frozen inputs, i.e. LoRA, and
     with ZeRO-3's parameter gathering); the KV cache is off while training."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 (old name warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers 4.x
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
 
 
