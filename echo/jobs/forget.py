@@ -4,7 +4,7 @@
 
 Deletes the user's rows from bronze/events, bronze/quarantine (records whose
 ``event_id`` is one of the user's events, or whose raw text holds the user id as a JSON
-string), silver/sessions, silver/suggestions and gold/refinement_pairs; recomputes the
+string), silver/sessions, silver/suggestions, gold/refinement_pairs and gold/feedback; recomputes the
 days of gold/acceptance_metrics the user's suggestions counted in; vacuums every
 touched table with retention 0, so the old Parquet files holding the rows are gone
 from storage (time travel to versions before the forget is gone too). Before the vacuum,
@@ -35,6 +35,7 @@ from echo.lake.base import in_predicate
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
     EVENTS,
+    FEEDBACK,
     FORGOTTEN_USERS,
     QUARANTINE,
     REFINEMENT_PAIRS,
@@ -55,7 +56,7 @@ STAGE = "forget"
 
 
 #: Tables with a user_id column, deleted by user id.
-USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS)
+USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, FEEDBACK)
 _CHUNK = 500
 
 

@@ -137,6 +137,12 @@ def execute(
             buckets=len(buckets),
             version=lake.version(REFINEMENT_PAIRS),
         )
+        # -- gold/feedback (unpaired KTO rows) of the same users, written the same way
+        from echo.jobs.feedback import write_feedback
+
+        stats["feedback"] = write_feedback(lake, suggestions, users, cfg, source_version, info)
+        progress.step("gold/feedback committed", rows=stats["feedback"]["rows_written"],
+                      version=stats["feedback"]["version"])  # fmt: skip
     finally:
         users.unpersist()
     dups = near_duplicates(lake.read(REFINEMENT_PAIRS))

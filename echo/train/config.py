@@ -92,7 +92,7 @@ class TrainConfig:
         "model are both saved",
     )
     lora_r: int = setting(8, "LoRA rank")
-    lora_alpha: float = setting(16.0, "LoRA alpha (the update is scaled by alpha / r)")
+    lora_alpha: int = setting(16, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = setting(0.05, "dropout on the LoRA branch")
     lora_target_modules: tuple[str, ...] = setting(
         ("all-linear",),
