@@ -149,6 +149,37 @@ def test_max_failures_setting_is_checked() -> None:
         _cfg(max_failures=-2).check()
 
 
+def test_kto_needs_two_rows_per_micro_batch() -> None:
+    _cfg(objective="kto", micro_batch_size=2).check()
+    with pytest.raises(ConfigError, match="micro_batch_size >= 2"):
+        _cfg(objective="sft+kto", micro_batch_size=1).check()
+    _cfg(objective="sft", micro_batch_size=1).check()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lora_r": 0}, "lora_r"),
+        ({"lora_dropout": 1.0}, "lora_dropout"),
+        ({"lora_target_modules": ()}, "lora_target_modules"),
+        ({"kto_beta": 0.0}, "kto_beta"),
+        ({"kto_undesirable_weight": -1.0}, "kto weights"),
+    ],
+)
+def test_lora_and_kto_settings_are_checked(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cfg(lora=True, **change).check()
+
+
+def test_lora_target_modules_reach_peft() -> None:
+    pytest.importorskip("peft")
+    from echo.train.lora import lora_config
+
+    assert lora_config(_cfg(lora=True)).target_modules == "all-linear"
+    lc = lora_config(_cfg(lora=True, lora_r=4, lora_target_modules=("q_proj", "v_proj")))
+    assert set(lc.target_modules) == {"q_proj", "v_proj"} and lc.r == 4
+
+
 # -- evaluate: the keep threshold ------------------------------------------------------------
 
 
