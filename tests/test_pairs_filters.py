@@ -280,7 +280,8 @@ def test_feedback_outcomes_and_switch_are_settings() -> None:
     off = dataclasses.replace(CFG, feedback=False)
     assert build_feedback(_suggestion("kept", GOOD), off, 1) is None
     with pytest.raises(ConfigError, match="both desirable and undesirable"):
-        dataclasses.replace(CFG, feedback_undesirable_outcomes=("kept",))
+        dataclasses.replace(CFG, feedback_undesirable_outcomes=("deleted", "rewritten"),
+                            feedback_desirable_outcomes=("kept", "rewritten"))  # fmt: skip
     with pytest.raises(ConfigError, match="feedback-desirable-outcomes"):
         dataclasses.replace(CFG, feedback_desirable_outcomes=("deleted",))
 
