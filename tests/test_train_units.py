@@ -270,3 +270,18 @@ def test_evaluate_cli_takes_keep_similarity(saved_model: dict[str, Any], tmp_pat
     )
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["keep_threshold"] == 0.99 and report["proposal_metrics"]["kept_share"] == 0.0
+
+
+def test_cli_takes_bare_lora_and_checkpointing_flags() -> None:
+    from echo.config import resolve
+    from echo.tracking import TrackingConfig
+    from echo.train.cli import build_parser
+
+    base = ["--shards", "s", "--model", "m", "--out", "o", "--objective", "sft+kto"]
+    args = build_parser().parse_args([*base, "--lora", "--gradient-checkpointing",
+                                      "--lora-target-modules", "q_proj,v_proj"])  # fmt: skip
+    cfg, _ = resolve(args, TrainConfig, TrackingConfig)
+    assert (cfg.lora, cfg.gradient_checkpointing, cfg.objective) == (True, True, "sft+kto")
+    assert cfg.lora_target_modules == ("q_proj", "v_proj")
+    cfg, _ = resolve(build_parser().parse_args([*base, "--lora", "false"]), TrainConfig, TrackingConfig)
+    assert cfg.lora is False
