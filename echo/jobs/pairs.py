@@ -121,6 +121,14 @@ def execute(
             .select(*REFINEMENT_PAIRS.columns)
         )
         parts = replace_rows(lake, REFINEMENT_PAIRS, gold, removed, sorted(days), keys=PAIR_KEYS, info=info)
+        # -- gold/feedback (unpaired KTO rows) of the same rows, written the same way
+        from echo.jobs.feedback import write_feedback
+
+        stats["feedback"] = write_feedback(
+            lake, suggestions, removed, sorted(days), cfg, source_version, info, rebuild=rebuild
+        )
+        progress.step("gold/feedback committed", rows=stats["feedback"]["rows_written"],
+                      version=stats["feedback"]["version"])  # fmt: skip
     finally:
         processed.unpersist()
         if not rebuild:

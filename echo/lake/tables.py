@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import (
     BinaryType,
+    BooleanType,
     DataType,
     DateType,
     DoubleType,
@@ -242,6 +243,40 @@ REFINEMENT_PAIRS = Table(
     description="one row per kept or refined suggestion that passed the quality filters",
 )
 
+FEEDBACK = Table(
+    name="gold/feedback",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("prefix", S),  # the prompt's context (the shards build the FIM prompt)
+            _f("suffix", S),
+            _f("completion", S, False),  # final text (desirable) or proposal (undesirable)
+            _f("label", BooleanType(), False),  # True: desirable
+            _f("outcome", S, False),
+            _f("language", S),
+            _f("model_id", S),
+            _f("split", S, False),
+            # lineage and weighting
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("shown_ts_ms", L),
+            _f("edit_similarity", D),
+            _f("weight", D, False),
+            _f("scrubbed", L, False),
+            _f("source_version", L, False),
+            _f("dedup_key", S, False),  # near-duplicate key (with the label)
+            _f("user_bucket", I, False),
+            # the partition: the suggestion's shown day (silver/suggestions' ``day``)
+            _f("day", DateType(), False),
+        ]
+    ),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
+    description="one row per suggestion whose outcome is unpaired feedback (KTO): kept or "
+    "refined final texts desirable, deleted or rewritten proposals undesirable",
+)
+
 STAGE_STATE = Table(
     name="_echo/stage_state",
     schema=StructType(
@@ -377,6 +412,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SUGGESTIONS,
     ACCEPTANCE_METRICS,
     REFINEMENT_PAIRS,
+    FEEDBACK,
     STAGE_STATE,
     FORGOTTEN_USERS,
     SESSION_CHANGES,
