@@ -24,7 +24,8 @@ GENERATED_MARKERS = (
 
 @dataclass(frozen=True)
 class PairsConfig(Validated):
-    """silver/suggestions -> gold/refinement_pairs: filters, weights, split."""
+    """silver/suggestions -> gold/refinement_pairs and gold/feedback: filters, weights,
+    split."""
 
     train_ratio: float = setting(0.8, "share of users (not pairs) in the train split")
     val_ratio: float = setting(0.1, "share of users in the val split")
@@ -86,6 +87,22 @@ class PairsConfig(Validated):
         "near-duplicate key: the last N characters of the prefix and the first N of the "
         "suffix, white space collapsed, with the whole final text",
     )
+    feedback: bool = setting(
+        True, "write gold/feedback: unpaired desirable/undesirable completions for KTO"
+    )
+    feedback_desirable_outcomes: tuple[str, ...] = setting(
+        ("kept", "refined"),
+        "outcomes whose final text is a desirable completion (of kept, refined, rewritten)",
+    )
+    feedback_undesirable_outcomes: tuple[str, ...] = setting(
+        ("deleted", "rewritten"),
+        "outcomes whose proposal is an undesirable completion (of deleted, rewritten, "
+        "rejected, ignored)",
+    )
+    feedback_undesirable_weight: float = setting(
+        1.0,
+        "weight of an undesirable feedback row (desirable rows weigh what their pair weighs)",
+    )
     rebuild: bool = setting(
         False,
         "recompute every user's pairs, not only users with new events (done automatically "
@@ -106,6 +123,21 @@ class PairsConfig(Validated):
             raise ConfigError("--min-survival-factor must be within [0, 1]")
         if self.survival_full_s <= 0:
             raise ConfigError("--survival-full-s must be positive")
+        good, bad = set(self.feedback_desirable_outcomes), set(self.feedback_undesirable_outcomes)
+        if not good <= {"kept", "refined", "rewritten"}:
+            raise ConfigError(
+                "--feedback-desirable-outcomes must be among kept, refined, rewritten "
+                f"(outcomes with a final text), not {sorted(good)}"
+            )
+        if not bad <= {"deleted", "rewritten", "rejected", "ignored"}:
+            raise ConfigError(
+                "--feedback-undesirable-outcomes must be among deleted, rewritten, rejected, "
+                f"ignored, not {sorted(bad)}"
+            )
+        if good & bad:
+            raise ConfigError(f"outcomes both desirable and undesirable: {sorted(good & bad)}")
+        if self.feedback_undesirable_weight < 0:
+            raise ConfigError("--feedback-undesirable-weight must be >= 0")
         if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus) < 0:
             raise ConfigError("weights must be >= 0")
         if (

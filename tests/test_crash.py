@@ -50,6 +50,7 @@ VOLATILE: dict[str, set[str]] = {
     # the Delta version of silver/suggestions the pair was built from: lineage that counts
     # commits, and a killed run made commits an uninterrupted one did not
     "gold/refinement_pairs": {"source_version"},
+    "gold/feedback": {"source_version"},  # the same lineage
     # updated_at: wall clock; detail: diagnostics of the stage's last execution (Delta
     # versions, how many users it recomputed: after a kill it redid work). Compared:
     # the stage, its watermark and the pairs settings hash (config_sha) from detail

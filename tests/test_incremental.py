@@ -182,7 +182,7 @@ def test_interrupted_stage_leaves_tables_and_next_run_completes(spark, tmp_path,
     def boom(*a, **k):
         raise Interrupted("killed before the commit")
 
-    monkeypatch.setattr(track_job, "rewrite_users", boom)
+    monkeypatch.setattr(track_job, "replace_rows", boom)
     with pytest.raises(Interrupted):
         run_stages([batch], lake, stages=("track",))
     assert read_table(lake, "silver/suggestions").empty  # created, nothing committed

@@ -15,7 +15,7 @@ from helpers import read_table
 
 from echo.errors import EchoError, LakeError
 from echo.lake import open_lake
-from echo.lake.lease import DeltaRsLeaseStore, LakeBusy, Lease, hold
+from echo.lake.lease import FORMAT_VERSION, DeltaRsLeaseStore, LakeBusy, Lease, hold
 from echo.lake.tables import ALL_TABLES
 
 
@@ -32,7 +32,18 @@ def _lease(lk: Any, command: str = "run", **kw: Any) -> Lease:
 def test_a_new_lake_records_its_buckets_and_format_version(spark, lake):
     lk = _lake(spark, lake)
     row = _lease(lk).acquire(buckets=8)
-    assert (row["buckets"], row["format_version"], row["state"]) == (8, 2, "held")
+    assert (row["buckets"], row["format_version"], row["state"]) == (8, FORMAT_VERSION, "held")
+
+
+def test_a_lake_of_an_older_format_is_refused_in_one_line_naming_the_migration(spark, lake):
+    lk = _lake(spark, lake)
+    store = DeltaRsLeaseStore(lk)
+    store.create({"slot": 0, "buckets": 16, "format_version": FORMAT_VERSION - 1, "state": "released",
+                  "holder": "", "command": None, "host": None, "pid": None, "acquired_ms": None,
+                  "expires_ms": 0})  # fmt: skip
+    with pytest.raises(LakeError, match=f"format version {FORMAT_VERSION - 1}; this Echo needs version") as err:
+        _lease(lk).acquire(buckets=0)
+    assert "\n" not in str(err.value) and "re-create it" in str(err.value)
 
 
 def test_a_second_holder_is_refused_naming_the_first(spark, lake):

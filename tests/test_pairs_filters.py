@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from echo.errors import ConfigError
 from echo.pairs_config import PairsConfig
 from echo.stages.pairs import (
     FILTER_REASONS,
@@ -222,3 +223,84 @@ def test_build_pair_scrubs_before_filtering_and_counts_types() -> None:
     assert out["drop_reason"] is None
     assert out["split"] == split_of("u1", CFG)
     assert out["weight"] == CFG.kept_weight
+
+
+# -- unpaired feedback (gold/feedback) -------------------------------------------------------
+def _suggestion(
+    outcome: str, final: str | None, proposal: str = GOOD, **kw: object
+) -> dict[str, object]:
+    row = {
+        "suggestion_id": f"s-{outcome}", "user_id": "u1", "session_id": "u1/0", "doc_id": "d1",
+        "model_id": "m", "language": "python", "shown_ts_ms": 0, "accepted_ts_ms": 1000,
+        "horizon_ts_ms": 601_000, "proposal": proposal, "final_text": final, "outcome": outcome,
+        "edit_similarity": 0.7, "prefix": PRE, "suffix": SUF,
+    }  # fmt: skip
+    row.update(kw)
+    return row
+
+
+def test_feedback_kept_and_refined_final_texts_are_desirable() -> None:
+    from echo.stages.feedback import build_feedback
+
+    kept = build_feedback(_suggestion("kept", GOOD), CFG, 1)
+    refined = build_feedback(_suggestion("refined", "return w * h * 2"), CFG, 1)
+    assert kept is not None and refined is not None
+    assert (kept["label"], kept["completion"]) == (True, GOOD)
+    assert (refined["label"], refined["completion"]) == (True, "return w * h * 2")
+    assert refined["weight"] == pair_weight("refined", 0.7, 600.0, CFG)
+
+
+def test_feedback_deleted_and_rewritten_proposals_are_undesirable() -> None:
+    from echo.stages.feedback import build_feedback
+
+    cfg = dataclasses.replace(CFG, feedback_undesirable_weight=0.25)
+    deleted = build_feedback(_suggestion("deleted", ""), cfg, 1)
+    rewritten = build_feedback(_suggestion("rewritten", "print('other')"), cfg, 1)
+    assert deleted is not None and rewritten is not None
+    for row in (deleted, rewritten):
+        assert (row["label"], row["completion"], row["weight"]) == (False, GOOD, 0.25)
+        assert row["drop_reason"] is None
+
+
+@pytest.mark.parametrize("outcome", ["rejected", "ignored", "replay_gap", "orphan"])
+def test_feedback_other_outcomes_are_not_feedback_by_default(outcome: str) -> None:
+    from echo.stages.feedback import build_feedback
+
+    assert build_feedback(_suggestion(outcome, None), CFG, 1) is None
+
+
+def test_feedback_outcomes_and_switch_are_settings() -> None:
+    from echo.stages.feedback import build_feedback
+
+    with_rejected = dataclasses.replace(
+        CFG, feedback_undesirable_outcomes=("deleted", "rewritten", "rejected")
+    )
+    row = build_feedback(_suggestion("rejected", None), with_rejected, 1)
+    assert row is not None and (row["label"], row["completion"]) == (False, GOOD)
+    off = dataclasses.replace(CFG, feedback=False)
+    assert build_feedback(_suggestion("kept", GOOD), off, 1) is None
+    with pytest.raises(ConfigError, match="both desirable and undesirable"):
+        dataclasses.replace(CFG, feedback_undesirable_outcomes=("deleted", "rewritten"),
+                            feedback_desirable_outcomes=("kept", "rewritten"))  # fmt: skip
+    with pytest.raises(ConfigError, match="feedback-desirable-outcomes"):
+        dataclasses.replace(CFG, feedback_desirable_outcomes=("deleted",))
+
+
+def test_feedback_completion_is_scrubbed_then_filtered() -> None:
+    from echo.stages.feedback import build_feedback
+
+    secret = build_feedback(
+        _suggestion("deleted", "", proposal='DB = "postgres://app:Sup3rS3cret@db:5432/x"'), CFG, 1
+    )
+    assert secret is not None and "Sup3rS3cret" not in secret["completion"]
+    assert secret["scrub_password"] == 1 and secret["scrubbed"] == 1
+    short = build_feedback(_suggestion("rewritten", "x = 1", proposal=")"), CFG, 1)
+    assert short is not None and short["drop_reason"] == "too_short"
+
+
+def test_feedback_key_separates_labels_and_ignores_whitespace() -> None:
+    from echo.stages.feedback import feedback_key
+
+    a = feedback_key(PRE, SUF, "return  w * h", True, 512)
+    assert a == feedback_key(PRE, SUF, "return w * h", True, 512)
+    assert a != feedback_key(PRE, SUF, "return w * h", False, 512)

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from upstream import PREFIX, FakeUpstream, gold_rows, run_pairs, suggestion
+from upstream import PREFIX, T0, FakeUpstream, gold_rows, run_pairs, suggestion
 
-from echo.lake.tables import REFINEMENT_PAIRS
+from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS
 from echo.pairs_config import PairsConfig
 from echo.stages.pairs import FILTER_REASONS
 
@@ -116,6 +116,7 @@ def batches() -> list[list[dict[str, Any]]]:
     b3 = [
         suggestion("c1", "uc", outcome="rejected", final=None),
         suggestion("e1", "ue", proposal="y = 2"),
+        suggestion("b2", "ub", outcome="deleted", proposal="result = round(subtotal, 2)", final=""),
     ]
     return [b1, b2, b3]
 
@@ -130,9 +131,12 @@ def test_incremental_runs_equal_one_full_run(spark: Any, tmp_path: Path) -> None
     full.batch([r for b in batches() for r in b])
     run_pairs(full)
     assert gold_rows(inc) == gold_rows(full)
-    assert [r["users"] for r in reports] == [3, 3, 2]  # only users with new events
+    assert feedback_rows(inc) == feedback_rows(full)
+    assert [r["rows_changed"] for r in reports] == [3, 3, 3]  # only the rows track changed
     ids = {r[0] for r in gold_rows(inc)}
-    assert ids == {"a1", "b1", "b2", "d1", "e1"}
+    assert ids == {"a1", "b1", "d1", "e1"}
+    labels = {r[0]: r[4] for r in feedback_rows(inc)}  # suggestion_id, ..., label
+    assert labels == {"a1": True, "b1": True, "b2": False, "d1": True, "e1": True}
 
 
 def test_rerun_without_new_events_changes_nothing(spark: Any, lake: str) -> None:
@@ -141,7 +145,7 @@ def test_rerun_without_new_events_changes_nothing(spark: Any, lake: str) -> None
     run_pairs(up)
     before, version = gold_rows(up, drop=()), up.lake.version(REFINEMENT_PAIRS)
     report = run_pairs(up)
-    assert report["users"] == 0
+    assert report["rows_changed"] == 0
     assert gold_rows(up, drop=()) == before
     assert up.lake.version(REFINEMENT_PAIRS) == version
 
@@ -153,17 +157,85 @@ def test_pairs_wait_for_track(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch(batches()[0])
     set_watermark(up.lake, "track", 0, {})
-    assert run_pairs(up)["users"] == 0
+    assert run_pairs(up)["rows_changed"] == 0
     set_watermark(up.lake, "track", 1, {})
-    assert run_pairs(up)["users"] == 3
+    assert run_pairs(up)["rows_changed"] == 3
 
 
-def test_changed_settings_rebuild_every_user(spark: Any, lake: str) -> None:
+def test_changed_settings_rebuild_every_row(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch(batches()[0])
     run_pairs(up)
     stricter = dataclasses.replace(PairsConfig(), min_target_chars=10)
     report = run_pairs(up, stricter)
-    assert report["rebuild"] is True and report["users"] == 3
+    assert report["rebuild"] is True and report["candidates"] == 3
     assert report["filtered"]["too_short"] == 1  # c1's "x = 1"
     assert {r[0] for r in gold_rows(up)} == {"a1", "b1"}
+
+
+def test_a_batch_rewrites_only_the_days_of_the_rows_it_changed(spark: Any, lake: str) -> None:
+    day = 86_400_000
+    up = FakeUpstream(spark, lake)
+    up.batch([suggestion("a1", "ua"), suggestion("b1", "ub", ts=T0 + 3 * day)])
+    run_pairs(up)
+    up.batch([suggestion("c1", "uc", ts=T0 + 3 * day, proposal="result = round(subtotal, 3)")])
+    report = run_pairs(up)
+    assert (report["rows_changed"], report["days_rewritten"]) == (1, 1)
+    assert {r[0] for r in gold_rows(up)} == {"a1", "b1", "c1"}
+
+
+def test_an_orphan_row_of_another_document_leaves_the_pair_alone(spark: Any, lake: str) -> None:
+    up = FakeUpstream(spark, lake)
+    up.batch([suggestion("a1", "ua")])
+    run_pairs(up)
+    orphan = {**suggestion("a1", "ua", outcome="orphan", final=None), "doc_id": "ua/other"}
+    up.batch([orphan])
+    run_pairs(up)
+    pairs = up.lake.read(REFINEMENT_PAIRS).select("suggestion_id", "doc_id").collect()
+    assert [tuple(r) for r in pairs] == [("a1", "ua/doc")]
+
+
+def feedback_rows(up: FakeUpstream) -> list[tuple[Any, ...]]:
+    cols = [c for c in FEEDBACK.columns if c != "source_version"]
+    return sorted(tuple(r) for r in up.lake.read(FEEDBACK).select(*cols).collect())
+
+
+def test_feedback_table_labels_outcomes_and_is_counted(spark: Any, lake: str) -> None:
+    up = FakeUpstream(spark, lake)
+    up.batch(
+        [
+            suggestion("kept", "u1"),
+            suggestion("refined", "u1", outcome="refined", final="result = subtotal * 2", similarity=0.8),
+            suggestion("deleted", "u2", outcome="deleted", final=""),
+            suggestion("rewritten", "u2", outcome="rewritten", final="print('no')", similarity=0.1),
+            suggestion("rejected", "u3", outcome="rejected", final=None),
+            suggestion("short", "u3", outcome="deleted", proposal=")", final=""),
+        ]
+    )
+    report = run_pairs(up)["feedback"]
+    rows = {r["suggestion_id"]: r for r in (x.asDict() for x in up.lake.read(FEEDBACK).collect())}
+    assert {k: (r["label"], r["completion"]) for k, r in rows.items()} == {
+        "kept": (True, "result = subtotal * (1 + tax)"),
+        "refined": (True, "result = subtotal * 2"),
+        "deleted": (False, "result = subtotal * (1 + tax)"),
+        "rewritten": (False, "result = subtotal * (1 + tax)"),
+    }
+    assert (report["candidates"], report["rows_written"]) == (5, 4)
+    assert (report["desirable"], report["undesirable"]) == (2, 2)
+    assert report["outcomes"] == {"kept": 1, "refined": 1, "deleted": 1, "rewritten": 1}
+    assert report["filtered"]["too_short"] == 1
+    assert sum(report["splits"].values()) == 4
+
+
+def test_feedback_settings_change_rewrites_the_table(spark: Any, lake: str) -> None:
+    up = FakeUpstream(spark, lake)
+    up.batch([suggestion("k", "u1"), suggestion("r", "u2", outcome="rejected", final=None)])
+    run_pairs(up)
+    assert {r[0] for r in up.lake.read(FEEDBACK).select("suggestion_id").collect()} == {"k"}
+    wider = dataclasses.replace(
+        PairsConfig(), feedback_undesirable_outcomes=("deleted", "rewritten", "rejected")
+    )
+    assert run_pairs(up, wider)["rebuild"] is True
+    assert {r[0] for r in up.lake.read(FEEDBACK).select("suggestion_id").collect()} == {"k", "r"}
+    report = run_pairs(up, dataclasses.replace(wider, feedback=False))
+    assert report["feedback"]["rows_written"] == 0 and up.lake.read(FEEDBACK).count() == 0

@@ -11,11 +11,12 @@ from upstream import BUCKETS, PREFIX, SUFFIX, FakeUpstream, run_pairs, suggestio
 
 from echo.config import LakeConfig
 from echo.errors import ConfigError
-from echo.lake.tables import REFINEMENT_PAIRS
+from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS
 from echo.pairs_config import ShardsConfig
 from echo.progress import Progress
 from echo.shards.manifest import ManifestError, load_manifest, verify
 from echo.stages.shards import (
+    KTO_COLUMNS,
     PREF_COLUMNS,
     SFT_COLUMNS,
     clip_prefix,
@@ -53,6 +54,14 @@ def built(
                 similarity=0.8,
             )
         )
+    for u in range(4):  # unpaired feedback only: undesirable proposals
+        rows.append(
+            suggestion(f"d{u:03d}", f"user{u}", outcome="deleted", proposal=f"del_{u}()", final="")
+        )
+        rows.append(
+            suggestion(f"w{u:03d}", f"user{u}", outcome="rewritten", proposal=f"bad_{u}()",
+                       final="print('mine')", similarity=0.1)
+        )  # fmt: skip
     # two near-duplicates of k005 (same context and target) from other users
     rows.append(suggestion("k005-dup-a", "user7", proposal="result = subtotal * 5"))
     rows.append(suggestion("a-first", "user8", proposal="result  =  subtotal * 5"))
@@ -70,6 +79,8 @@ def test_sft_and_pref_files_have_the_fixed_columns(built: Any) -> None:
             assert tuple(pq.read_schema(f).names) == SFT_COLUMNS
         for f in sorted((out / "pref" / split).glob("*.parquet")):
             assert tuple(pq.read_schema(f).names) == PREF_COLUMNS
+        for f in sorted((out / "kto" / split).glob("*.parquet")):
+            assert tuple(pq.read_schema(f).names) == KTO_COLUMNS
 
 
 def test_rows_are_fim_prompts_with_final_text_as_completion(built: Any) -> None:
@@ -181,6 +192,23 @@ def test_pref_rows_come_from_refined_pairs_only(built: Any) -> None:
     )
 
 
+def test_kto_rows_are_unpaired_labelled_completions_from_gold_feedback(built: Any) -> None:
+    up, out, report = built
+    kto = {r["suggestion_id"]: r for r in _read_all(out, "kto")}
+    # 40 kept (near-duplicates of k005 dropped as for the pairs), 40 refined, 4 + 4 undesirable
+    assert len(kto) == 88 and "a-first" in kto and "k005" not in kto
+    assert (kto["r010"]["completion"], kto["r010"]["label"]) == ("result = subtotal + 10 * tax", True)
+    assert (kto["d002"]["completion"], kto["d002"]["label"]) == ("del_2()", False)
+    assert (kto["w001"]["completion"], kto["w001"]["label"]) == ("bad_1()", False)
+    assert kto["w001"]["prompt"] == fim_prompt(PREFIX, SUFFIX, ShardsConfig(out="x"))
+    by_label = report["kto"]["by_label"]
+    assert sum(v["desirable"] for v in by_label.values()) == 80
+    assert sum(v["undesirable"] for v in by_label.values()) == 8
+    m = load_manifest(out)
+    assert sum(e.rows for e in m.shards if e.format == "kto") == 88
+    assert m.source["tables"]["gold/feedback"] == up.lake.version(FEEDBACK)
+
+
 def test_near_duplicates_keep_the_lowest_suggestion_id(built: Any) -> None:
     _, out, report = built
     ids = {r["suggestion_id"] for r in _read_all(out, "sft")}
@@ -192,7 +220,7 @@ def test_near_duplicates_keep_the_lowest_suggestion_id(built: Any) -> None:
 def test_files_are_balanced_with_one_per_worker(built: Any) -> None:
     _, out, _ = built
     m = load_manifest(out)
-    for fmt in ("sft", "pref"):
+    for fmt in ("sft", "pref", "kto"):
         for split in ("train", "val", "test"):
             entries = m.select(fmt, split)
             rows = [e.rows for e in entries]

@@ -151,6 +151,29 @@ def test_too_few_rows_for_the_workers_is_refused(tiny: Path, tmp_path: Path) -> 
         train(cfg)
 
 
+def test_kto_without_kto_rows_is_refused(tiny: Path, tmp_path: Path) -> None:
+    """Shards of a lake without gold/feedback have empty kto/ files: one line, no worker."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from echo.shards.manifest import Manifest, describe_shard, load_manifest, write_manifest
+
+    root = tmp_path / "nokto"
+    write_synthetic_shards(root, n_train=8, n_val=2, n_test=2)
+    m = load_manifest(root)
+    entries = []
+    for e in m.shards:
+        if e.format == "kto":
+            pq.write_table(pa.Table.from_pylist([], schema=pq.read_schema(root / e.path)), root / e.path)
+            entries.append(describe_shard(root, e.path, "kto", e.split))
+        else:
+            entries.append(e)
+    write_manifest(root, Manifest(shards=tuple(entries), fim=m.fim))
+    cfg = TrainConfig(shards=str(root), model=str(tiny), out=str(tmp_path / "o"), objective="kto")
+    with pytest.raises(EchoError, match=r"no kto/train rows"):
+        train(cfg)
+
+
 def _checkpoint_meta(directory: Path, shards: Path, world_size: int) -> Path:
     from echo.shards.manifest import load_manifest
 

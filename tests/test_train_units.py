@@ -149,6 +149,37 @@ def test_max_failures_setting_is_checked() -> None:
         _cfg(max_failures=-2).check()
 
 
+def test_kto_needs_two_rows_per_micro_batch() -> None:
+    _cfg(objective="kto", micro_batch_size=2).check()
+    with pytest.raises(ConfigError, match="micro_batch_size >= 2"):
+        _cfg(objective="sft+kto", micro_batch_size=1).check()
+    _cfg(objective="sft", micro_batch_size=1).check()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lora_r": 0}, "lora_r"),
+        ({"lora_dropout": 1.0}, "lora_dropout"),
+        ({"lora_target_modules": ()}, "lora_target_modules"),
+        ({"kto_beta": 0.0}, "kto_beta"),
+        ({"kto_undesirable_weight": -1.0}, "kto weights"),
+    ],
+)
+def test_lora_and_kto_settings_are_checked(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cfg(lora=True, **change).check()
+
+
+def test_lora_target_modules_reach_peft() -> None:
+    pytest.importorskip("peft")
+    from echo.train.lora import lora_config
+
+    assert lora_config(_cfg(lora=True)).target_modules == "all-linear"
+    lc = lora_config(_cfg(lora=True, lora_r=4, lora_target_modules=("q_proj", "v_proj")))
+    assert set(lc.target_modules) == {"q_proj", "v_proj"} and lc.r == 4
+
+
 # -- evaluate: the keep threshold ------------------------------------------------------------
 
 
@@ -239,3 +270,18 @@ def test_evaluate_cli_takes_keep_similarity(saved_model: dict[str, Any], tmp_pat
     )
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["keep_threshold"] == 0.99 and report["proposal_metrics"]["kept_share"] == 0.0
+
+
+def test_cli_takes_bare_lora_and_checkpointing_flags() -> None:
+    from echo.config import resolve
+    from echo.tracking import TrackingConfig
+    from echo.train.cli import build_parser
+
+    base = ["--shards", "s", "--model", "m", "--out", "o", "--objective", "sft+kto"]
+    args = build_parser().parse_args([*base, "--lora", "--gradient-checkpointing",
+                                      "--lora-target-modules", "q_proj,v_proj"])  # fmt: skip
+    cfg, _ = resolve(args, TrainConfig, TrackingConfig)
+    assert (cfg.lora, cfg.gradient_checkpointing, cfg.objective) == (True, True, "sft+kto")
+    assert cfg.lora_target_modules == ("q_proj", "v_proj")
+    cfg, _ = resolve(build_parser().parse_args([*base, "--lora", "false"]), TrainConfig, TrackingConfig)
+    assert cfg.lora is False

@@ -4,14 +4,17 @@ and the silver/suggestions rows the track stage would write for them (no tests h
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
-from echo.jobs.incremental import rewrite_users
+from pyspark.sql import functions as F
+
+from echo.jobs.incremental import replace_rows
 from echo.jobs.state import set_watermark
 from echo.lake import Lake, open_lake
 from echo.lake.lease import hold
 from echo.lake.partitioning import user_bucket
-from echo.lake.tables import EVENTS, INGEST_RUNS, SUGGESTIONS
+from echo.lake.tables import EVENTS, INGEST_RUNS, ORPHAN_DAY, SUGGESTION_CHANGES, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
 
@@ -62,7 +65,12 @@ def suggestion(
         "accepted_chars": len(proposal),
         "retained_chars": len(proposal),
         "user_bucket": 0,
+        "day": ORPHAN_DAY if outcome == "orphan" else _day(ts),
     }
+
+
+def _day(ts_ms: int) -> datetime.date:
+    return datetime.datetime.fromtimestamp(ts_ms / 1000, datetime.timezone.utc).date()
 
 
 class FakeUpstream:
@@ -74,39 +82,46 @@ class FakeUpstream:
         self.lake: Lake = open_lake(spark, root, backend)
         self.lake.check_root(create=True)
         hold(self.lake, "test-upstream", buckets=BUCKETS).release()  # the lake's invariants
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.run_no = 0
 
     def batch(self, rows: list[dict[str, Any]]) -> None:
+        """One run: the rows replace the stored rows of their suggestions (as track's
+        replay would), recorded in _echo/suggestion_changes like track records them."""
         self.run_no += 1
         now = datetime.datetime.now(datetime.timezone.utc)
         events = []
+        key = lambda r: (r["suggestion_id"], r["doc_id"])  # noqa: E731
+        old_rows = [self.rows[key(r)] for r in rows if key(r) in self.rows]
         for r in rows:
-            self.rows[r["suggestion_id"]] = r
-            day = datetime.datetime.fromtimestamp(
-                r["shown_ts_ms"] / 1000, datetime.timezone.utc
-            ).date()
+            self.rows[key(r)] = r
             ev: dict[str, Any] = {f.name: None for f in EVENTS.schema.fields}
             ev.update(
                 event_id=f"e-{r['suggestion_id']}-{self.run_no}", event_type="shown", ts_ms=r["shown_ts_ms"],
                 user_id=r["user_id"], doc_id=r["doc_id"], doc_version=0, suggestion_id=r["suggestion_id"],
                 model_id=r["model_id"], text=r["proposal"], prefix=r["prefix"], suffix=r["suffix"],
-                ingested_at=now, content_hash="h", source="test", run_no=self.run_no, event_date=day,
+                ingested_at=now, content_hash="h", source="test", run_no=self.run_no, event_date=_day(r["shown_ts_ms"]),
             )  # fmt: skip
             events.append(ev)
         self.lake.append(EVENTS, self.spark.createDataFrame(events, EVENTS.schema))
         # the run record publishes the run (echo.jobs.state): stages read up to it
-        record = (self.run_no, now, now, "[]", len(events), len(events), 0, 0, "{}", "{}")
+        dates = sorted({str(e["event_date"]) for e in events})
+        record = (self.run_no, now, now, "[]", len(events), len(events), 0, 0, "{}", "{}", json.dumps(dates))
         self.lake.append(INGEST_RUNS, self.spark.createDataFrame([record], INGEST_RUNS.schema))
-        users = {r["user_id"] for r in rows}
-        silver = [r for r in self.rows.values() if r["user_id"] in users]
-        df = self.spark.createDataFrame(silver, SUGGESTIONS.schema).withColumn(
+        for t in (SUGGESTIONS, SUGGESTION_CHANGES):
+            self.lake.ensure(t)
+        latest = list({key(r): r for r in rows}.values())  # a row given twice: the last one
+        new = self.spark.createDataFrame(latest, SUGGESTIONS.schema).withColumn(
             "user_bucket", user_bucket("user_id", BUCKETS)
         )
-        users_df = self.spark.createDataFrame(
-            [(u,) for u in sorted(users)], "user_id string"
-        ).withColumn("user_bucket", user_bucket("user_id", BUCKETS))
-        rewrite_users(self.lake, SUGGESTIONS, df.select(*SUGGESTIONS.columns), users_df)
+        keys = ["suggestion_id", "doc_id", "user_id", "day"]
+        touched = [{k: r[k] for k in keys} for r in old_rows + rows]
+        changes = self.spark.createDataFrame(touched, "suggestion_id string, doc_id string, user_id string, day date")
+        days = sorted({r["day"] for r in touched})
+        self.lake.replace_partitions(
+            SUGGESTION_CHANGES, changes.withColumn("run_no", F.lit(self.run_no).cast("long")), [self.run_no]
+        )
+        replace_rows(self.lake, SUGGESTIONS, new.select(*SUGGESTIONS.columns), changes, days, keys=["suggestion_id", "doc_id"])
         set_watermark(self.lake, "track", self.run_no, {})
 
 

@@ -4,7 +4,9 @@
 
 Deletes the user's rows from bronze/events, bronze/quarantine (records whose
 ``event_id`` is one of the user's events, or whose raw text holds the user id as a JSON
-string), silver/sessions, silver/suggestions and gold/refinement_pairs; recomputes the
+string), silver/sessions, silver/suggestions, gold/refinement_pairs, gold/feedback and the
+incremental state (_echo/session_changes, _echo/doc_days, _echo/suggestion_changes);
+recomputes the
 days of gold/acceptance_metrics the user's suggestions counted in; vacuums every
 touched table with retention 0, so the old Parquet files holding the rows are gone
 from storage (time travel to versions before the forget is gone too). Before the vacuum,
@@ -34,11 +36,15 @@ from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
 from echo.lake.base import in_predicate
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
+    DOC_DAYS,
     EVENTS,
+    FEEDBACK,
     FORGOTTEN_USERS,
     QUARANTINE,
     REFINEMENT_PAIRS,
+    SESSION_CHANGES,
     SESSIONS,
+    SUGGESTION_CHANGES,
     SUGGESTIONS,
     Table,
 )
@@ -55,7 +61,9 @@ STAGE = "forget"
 
 
 #: Tables with a user_id column, deleted by user id.
-USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS)
+USER_TABLES: tuple[Table, ...] = (
+    EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, FEEDBACK, SESSION_CHANGES, DOC_DAYS, SUGGESTION_CHANGES,
+)  # fmt: skip
 _CHUNK = 500
 
 

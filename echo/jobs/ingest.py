@@ -17,14 +17,17 @@ from pyspark.sql import functions as F
 from echo.config import LakeConfig, PipelineConfig
 from echo.errors import InputError
 from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
-from echo.lake.tables import EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
+from echo.lake.tables import EVENT_INDEX, EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
 from echo.progress import Progress
 from echo.sources import READ_ERROR, InputFile, changed_inputs, list_inputs, read_records
 from echo.spark import spark_session
 from echo.stages.ingest import (
+    batch_ids,
     classify,
     count_outcomes,
     drop_forgotten_users,
+    kept_event_dates,
+    to_event_index,
     to_events,
     to_quarantine,
 )
@@ -68,8 +71,14 @@ def execute(
     # redoes that run in full, with its number, so retries end as one clean run would.
     published = latest_run(lake)
     run_no = published + 1
-    records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes)
-    known_events = lake.read(EVENTS).where(F.col("run_no") <= published).select("event_id", "content_hash")
+    records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes).persist(StorageLevel.MEMORY_AND_DISK)
+    ids = batch_ids(records).cache()
+    try:
+        known_events = earlier_copies(lake, ids, published)
+    except Exception as exc:  # a file vanished or became unreadable mid-read
+        ids.unpersist()
+        records.unpersist()
+        raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
     known_q = lake.read(QUARANTINE).where(F.col("run_no") <= published).select("record_hash")
     classified = classify(records, known_events, known_q)
     if lake.exists(FORGOTTEN_USERS):
@@ -80,6 +89,9 @@ def execute(
             counts = count_outcomes(classified)
         except Exception as exc:  # a file vanished or became unreadable mid-read
             raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
+        finally:
+            ids.unpersist()
+            records.unpersist()
         by_reason = counts["quarantined_by_reason"]
         unreadable = int(by_reason.get(READ_ERROR, 0)) if isinstance(by_reason, dict) else 0
         if unreadable:
@@ -90,7 +102,7 @@ def execute(
             _roll_back(lake, published)
             progress.step(f"removed the rows of run {run_no}, interrupted before it was published",
                           **{k.replace("/", "_"): v for k, v in leftover.items()})  # fmt: skip
-        for t in (EVENTS, QUARANTINE, INGEST_RUNS):
+        for t in (EVENTS, QUARANTINE, INGEST_RUNS, EVENT_INDEX):
             lake.ensure(t)
         progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
                       duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
@@ -98,9 +110,13 @@ def execute(
         if counts["quarantined"]:
             lake.append(QUARANTINE, to_quarantine(classified, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/quarantine committed", version=lake.version(QUARANTINE))
+        event_dates: list[str] = []
         if counts["kept"]:
-            lake.append(EVENTS, to_events(classified, run_no=run_no, ingested_at=started), info=info)
+            event_dates = kept_event_dates(classified)
+            kept_events = to_events(classified, run_no=run_no, ingested_at=started)
+            lake.append(EVENTS, kept_events, info=info)
             progress.step("bronze/events committed", version=lake.version(EVENTS))
+            lake.append(EVENT_INDEX, to_event_index(kept_events), info=info)
     finally:
         classified.unpersist()
 
@@ -113,12 +129,35 @@ def execute(
     run_row = (
         run_no, started, finished, json.dumps([f.uri for f in files]), counts["records_read"], counts["kept"],
         counts["duplicates"], counts["quarantined"], json.dumps(counts["quarantined_by_reason"]), config_text,
+        json.dumps(event_dates),
     )  # fmt: skip
     lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
     report: dict[str, Any] = {"run_no": run_no, "files": len(files), **counts}
     if leftover:
         report["interrupted_run_redone"] = {"run_no": run_no, "rows_removed": leftover}
     return report
+
+
+def earlier_copies(lake: Lake, ids: DataFrame, published: int) -> DataFrame:
+    """``event_id, content_hash`` of the bronze events (published runs) that share an
+    ``event_id`` with the batch (``ids``: :func:`~echo.stages.ingest.batch_ids`).
+
+    Bounded by the batch, not the lake's age: the index buckets the batch's ids fall in
+    give the days holding an event with a matching id hash, and only those days of
+    bronze/events are read (an identical copy has the same ``ts_ms``, so the same day; a
+    conflicting copy's day comes from the index). A hash collision only adds a day to
+    read; the join on the full ``event_id`` decides, so the result equals a scan of every
+    event ever kept (docs/architecture.md, "Incremental runs")."""
+    buckets = sorted(int(r[0]) for r in ids.select("id_bucket").distinct().collect())
+    hits = (
+        lake.read_partitions(EVENT_INDEX, buckets).where(F.col("run_no") <= published)
+        .join(ids.select("id_bucket", "id_key"), ["id_bucket", "id_key"], "left_semi")
+    )  # fmt: skip
+    days = sorted(r[0] for r in hits.select("event_date").distinct().collect())
+    return (
+        lake.read_partitions(EVENTS, days).where(F.col("run_no") <= published)
+        .select("event_id", "content_hash").join(ids.select("event_id"), "event_id", "left_semi")
+    )  # fmt: skip
 
 
 def _check_unchanged(files: Sequence[InputFile]) -> None:
@@ -133,7 +172,7 @@ def _check_unchanged(files: Sequence[InputFile]) -> None:
 
 def _roll_back(lake: Lake, published: int) -> None:
     """Delete the bronze rows of runs after ``published`` (one commit per table)."""
-    for table in (QUARANTINE, EVENTS):
+    for table in (QUARANTINE, EVENTS, EVENT_INDEX):
         if lake.exists(table):
             lake.delete(table, f"run_no > {int(published)}")
 

@@ -3,10 +3,12 @@
     python -m echo pairs --lake DIR [--train-ratio 0.8 --val-ratio 0.1 --test-ratio 0.1]
     spark-submit jobs/pairs.py --lake DIR
 
-Incremental like the other stages: only users with bronze events newer than the
-``pairs`` watermark are recomputed (from their current silver/suggestions rows), up to
-the run the ``track`` stage has processed, so silver is never ahead of or behind what
-is recomputed. A change of the settings recomputes every user. See docs/pairs.md.
+Bounded like the other stages (docs/architecture.md, "Incremental runs"): a pair is a
+function of its silver/suggestions row alone, so a run recomputes only the rows that the
+track runs since the ``pairs`` watermark wrote or removed (``_echo/suggestion_changes``),
+reading their ``day`` partitions, and rewrites only those days of gold/refinement_pairs.
+Pairs never go past the track watermark. A change of the settings (or ``--rebuild``)
+recomputes every row. See docs/pairs.md.
 """
 
 from __future__ import annotations
@@ -21,14 +23,21 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import rewrite_users
+from echo.jobs.incremental import replace_rows
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.partitioning import user_bucket
-from echo.lake.tables import EVENTS, REFINEMENT_PAIRS, STAGE_STATE, SUGGESTIONS
+from echo.lake.tables import (
+    ORPHAN_DAY,
+    REFINEMENT_PAIRS,
+    STAGE_STATE,
+    SUGGESTION_CHANGES,
+    SUGGESTIONS,
+)
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
 from echo.stages.pairs import FILTER_REASONS, SCRUB_COLUMNS, pairs_from_suggestions
 from echo.stages.scrub import TYPES
+from echo.stages.track import shown_day
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -38,6 +47,8 @@ if TYPE_CHECKING:
 STAGE = "pairs"
 #: The stage whose output (silver/suggestions) pairs read: pairs never go past its watermark.
 UPSTREAM = "track"
+#: A pair is one silver/suggestions row's (its keys).
+PAIR_KEYS = ["suggestion_id", "doc_id"]
 
 
 def config_sha(cfg: PairsConfig) -> str:
@@ -56,27 +67,11 @@ def _stored_config_sha(lake: Lake) -> str | None:
         return None
 
 
-def users_to_recompute(lake: Lake, buckets: int, *, rebuild: bool) -> tuple[DataFrame, int, int]:
-    """``(users[user_id, user_bucket], since_run, up_to_run)``: users with bronze events in
-    runs ``(since, up_to]`` (``up_to`` capped at the track watermark), or every user of
-    silver/suggestions and gold when ``rebuild``."""
-    since = 0 if rebuild else watermark(lake, STAGE)
-    up_to = min(latest_run(lake), watermark(lake, UPSTREAM))
-    if rebuild:
-        ids = (
-            lake.read(SUGGESTIONS)
-            .select("user_id")
-            .union(lake.read(REFINEMENT_PAIRS).select("user_id"))
-        )
-    else:
-        ids = (
-            lake.read(EVENTS)
-            .where((F.col("run_no") > since) & (F.col("run_no") <= up_to))
-            .select("user_id")
-        )
-    up_to = max(up_to, since)  # the watermark never moves back
-    users = ids.distinct().withColumn("user_bucket", user_bucket("user_id", buckets))
-    return users, since, up_to
+def _changed_rows(lake: Lake, since: int, up_to: int) -> DataFrame:
+    """``suggestion_id, doc_id, day``: silver/suggestions rows that track runs
+    ``(since, up_to]`` wrote or removed."""
+    runs = list(range(since + 1, up_to + 1))
+    return lake.read_partitions(SUGGESTION_CHANGES, runs).select("suggestion_id", "doc_id", "day").distinct()
 
 
 def execute(
@@ -91,59 +86,62 @@ def execute(
     sha = config_sha(cfg)
     stored = _stored_config_sha(lake)
     rebuild = cfg.rebuild or (stored is not None and stored != sha)
-    users, since, up_to = users_to_recompute(lake, lake.buckets, rebuild=rebuild)
-    users = users.cache()
+    since = 0 if rebuild else watermark(lake, STAGE)
+    up_to = max(since, min(latest_run(lake), watermark(lake, UPSTREAM)))
     source_version = lake.version(SUGGESTIONS) or 0
-    empty_counts = {
-        "filtered": {r: 0 for r in FILTER_REASONS},
-        "scrubbed_by_type": {t: 0 for t in TYPES},
-    }
+    empty = {"filtered": {r: 0 for r in FILTER_REASONS}, "scrubbed_by_type": {t: 0 for t in TYPES},
+             "scrubbed_pairs": 0, "candidates": 0, "pairs_written": 0}  # fmt: skip
+    if rebuild:
+        suggestions = lake.read(SUGGESTIONS)
+        removed = lake.read(REFINEMENT_PAIRS).select(*PAIR_KEYS)
+        days = _distinct(lake.read(REFINEMENT_PAIRS), "day") | _distinct(suggestions, "day")
+        n_rows: int | None = None  # every row
+        progress.step("rebuild: every silver/suggestions row")
+    else:
+        changed = _changed_rows(lake, since, up_to).cache()
+        n_rows = changed.count()
+        progress.step(f"runs {since + 1}..{up_to}: silver/suggestions rows changed", rows=n_rows)
+        if n_rows == 0:
+            changed.unpersist()
+            set_watermark(lake, STAGE, up_to, {"rows": 0, "config_sha": sha})
+            return {"run_no": up_to, "rows_changed": 0, "rebuild": False, "days_rewritten": 0, **empty}
+        days = _distinct(changed, "day")
+        suggestions = lake.read_partitions(SUGGESTIONS, sorted(days)).join(changed, [*PAIR_KEYS, "day"], "left_semi")
+        removed = changed.select(*PAIR_KEYS)
+    days.discard(ORPHAN_DAY)  # orphans are never pairs
+    processed = pairs_from_suggestions(suggestions, cfg, source_version).persist(StorageLevel.MEMORY_AND_DISK)
+    info = {"echo.stage": STAGE, "echo.run_no": str(up_to), "echo.source_version": str(source_version)}
     try:
-        n_users = users.count()
-        progress.step(
-            f"{'rebuild' if rebuild else f'runs {since + 1}..{up_to}'}: users to recompute",
-            users=n_users,
+        stats = _stats(processed)
+        progress.step("pairs built", candidates=stats["candidates"], kept=stats["pairs_written"])
+        gold = (
+            processed.where(F.col("drop_reason").isNull())
+            .withColumn("user_bucket", user_bucket("user_id", lake.buckets))
+            .withColumn("day", shown_day())
+            .select(*REFINEMENT_PAIRS.columns)
         )
-        if n_users == 0:
-            set_watermark(lake, STAGE, up_to, {"users": 0, "config_sha": sha})
-            return {"run_no": up_to, "users": 0, "rebuild": rebuild, "candidates": 0, "pairs_written": 0,
-                    **empty_counts, "scrubbed_pairs": 0}  # fmt: skip
-        suggestions = lake.read(SUGGESTIONS).join(
-            F.broadcast(users.select("user_id")), on="user_id", how="left_semi"
+        parts = replace_rows(lake, REFINEMENT_PAIRS, gold, removed, sorted(days), keys=PAIR_KEYS, info=info)
+        # -- gold/feedback (unpaired KTO rows) of the same rows, written the same way
+        from echo.jobs.feedback import write_feedback
+
+        stats["feedback"] = write_feedback(
+            lake, suggestions, removed, sorted(days), cfg, source_version, info, rebuild=rebuild
         )
-        processed = pairs_from_suggestions(suggestions, cfg, source_version).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        try:
-            stats = _stats(processed)
-            progress.step(
-                "pairs built", candidates=stats["candidates"], kept=stats["pairs_written"]
-            )
-            gold = processed.where(F.col("drop_reason").isNull()).withColumn(
-                "user_bucket", user_bucket("user_id", lake.buckets)
-            )
-            info = {
-                "echo.stage": STAGE,
-                "echo.run_no": str(up_to),
-                "echo.source_version": str(source_version),
-            }
-            buckets = rewrite_users(
-                lake, REFINEMENT_PAIRS, gold.select(*REFINEMENT_PAIRS.columns), users, info=info
-            )
-        finally:
-            processed.unpersist()
-        progress.step(
-            "gold/refinement_pairs committed",
-            buckets=len(buckets),
-            version=lake.version(REFINEMENT_PAIRS),
-        )
+        progress.step("gold/feedback committed", rows=stats["feedback"]["rows_written"],
+                      version=stats["feedback"]["version"])  # fmt: skip
     finally:
-        users.unpersist()
-    dups = near_duplicates(lake.read(REFINEMENT_PAIRS))
-    report = {"run_no": up_to, "users": n_users, "rebuild": rebuild, **stats, "buckets_rewritten": len(buckets),
-              "source_version": source_version, "near_duplicates_in_gold": dups}  # fmt: skip
+        processed.unpersist()
+        if not rebuild:
+            changed.unpersist()
+    progress.step("gold/refinement_pairs committed", days=len(parts), version=lake.version(REFINEMENT_PAIRS))
+    report = {"run_no": up_to, "rows_changed": n_rows, "rebuild": rebuild, **stats, "days_rewritten": len(parts),
+              "source_version": source_version}  # fmt: skip
     set_watermark(lake, STAGE, up_to, {**report, "config_sha": sha})
     return report
+
+
+def _distinct(df: DataFrame, column: str) -> set[Any]:
+    return {r[0] for r in df.select(column).distinct().collect()}
 
 
 def _stats(processed: DataFrame) -> dict[str, Any]:
@@ -176,13 +174,6 @@ def _stats(processed: DataFrame) -> dict[str, Any]:
         "scrubbed_by_type": {t: n(f"scrub_{t}") for t in TYPES},
         "weight_sum": round(float(d.get("weight_sum") or 0.0), 6),
     }
-
-
-def near_duplicates(pairs: DataFrame) -> int:
-    """Rows of the table that the shards stage drops as near-duplicates (all but the
-    lowest suggestion_id of each dedup_key)."""
-    row = pairs.agg((F.count(F.lit(1)) - F.countDistinct("dedup_key")).alias("d")).first()
-    return int(row[0] or 0) if row else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

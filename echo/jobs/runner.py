@@ -17,6 +17,7 @@ from echo.jobs.common import config_json
 from echo.lake.tables import (
     ACCEPTANCE_METRICS,
     EVENTS,
+    FEEDBACK,
     FORGOTTEN_USERS,
     INGEST_RUNS,
     QUARANTINE,
@@ -98,8 +99,8 @@ INGEST = Stage("ingest", reads=(EVENTS, QUARANTINE, FORGOTTEN_USERS), writes=(QU
 SESSIONIZE = Stage("sessionize", reads=(EVENTS, SESSIONS, STAGE_STATE), writes=(SESSIONS, STAGE_STATE), execute=_sessionize)
 TRACK = Stage("track", reads=(EVENTS, SUGGESTIONS, STAGE_STATE),
               writes=(SUGGESTIONS, ACCEPTANCE_METRICS, STAGE_STATE), execute=_track)  # fmt: skip
-PAIRS = Stage("pairs", reads=(SUGGESTIONS, EVENTS, REFINEMENT_PAIRS, STAGE_STATE),
-              writes=(REFINEMENT_PAIRS, STAGE_STATE), execute=_pairs)  # fmt: skip
+PAIRS = Stage("pairs", reads=(SUGGESTIONS, EVENTS, REFINEMENT_PAIRS, FEEDBACK, STAGE_STATE),
+              writes=(REFINEMENT_PAIRS, FEEDBACK, STAGE_STATE), execute=_pairs)  # fmt: skip
 
 #: The data pipeline, in order (CONTRACT.md section 6: ``run``).
 PIPELINE: tuple[Stage, ...] = (INGEST, SESSIONIZE, TRACK, PAIRS)

@@ -1,7 +1,14 @@
-"""sessionize: bronze/events -> silver/sessions (only users with new events).
+"""sessionize: bronze/events -> silver/sessions (only the sessions new events can change).
 
     python -m echo sessionize --lake DIR [--session-gap-s 1800]
     spark-submit jobs/sessionize.py --lake DIR
+
+Bounded: the new events are read from the days their ingest runs wrote; the sessions
+they can touch from the ``start_date`` partitions within ``session_gap_s`` plus the
+longest session so far; each user's dirty intervals
+(:func:`echo.stages.sessionize.dirty_intervals`) are re-sessionized from the bronze
+days they cover; only the ``start_date`` partitions of removed or new sessions are
+rewritten. The intervals are recorded in ``_echo/session_changes`` for ``track``.
 """
 
 from __future__ import annotations
@@ -9,47 +16,91 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pyspark.sql import functions as F
+
 from echo.config import PipelineConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import affected_users, events_of, rewrite_users
-from echo.jobs.state import set_watermark
-from echo.lake.tables import SESSIONS
+from echo.jobs.incremental import (
+    days_of_ranges,
+    fixed_settings,
+    new_events,
+    replace_rows,
+    stage_detail,
+    utc_date,
+)
+from echo.jobs.state import latest_run, set_watermark, watermark
+from echo.lake.tables import EVENTS, SESSION_CHANGES, SESSIONS
 from echo.progress import Progress
-from echo.stages.sessionize import sessionize
+from echo.stages.sessionize import dirty_intervals, sessionize
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from echo.config import LakeConfig
     from echo.lake import Lake
 
 STAGE = "sessionize"
+#: stage_state detail key: an upper bound of every session's end - start (ms)
+MAX_SESSION_MS = "max_session_ms"
+
+
+def max_session_ms(lake: Lake) -> int:
+    return int(stage_detail(lake, STAGE).get(MAX_SESSION_MS) or 0)
+
+
+def events_in(lake: Lake, intervals: DataFrame, up_to: int) -> DataFrame:
+    """Bronze events (runs <= ``up_to``) of each interval's user with ``lo <= ts <= hi``,
+    read from the days the intervals cover."""
+    days = days_of_ranges(intervals, F.col("lo_ts_ms"), F.col("hi_ts_ms"))
+    iv = intervals.select(F.col("user_id").alias("_iu"), "lo_ts_ms", "hi_ts_ms")
+    ev = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to)
+    cond = (F.col("user_id") == F.col("_iu")) & F.col("ts_ms").between(F.col("lo_ts_ms"), F.col("hi_ts_ms"))
+    return ev.join(iv, cond, "left_semi")
 
 
 def execute(
     spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
 ) -> dict[str, Any]:
     lake.ensure(SESSIONS)
-    users, since, up_to = affected_users(lake, STAGE, lake.buckets)
-    users = users.cache()
+    lake.ensure(SESSION_CHANGES)
+    fixed = fixed_settings(lake, STAGE, {"session_gap_s": cfg.session_gap_s})
+    since, up_to = watermark(lake, STAGE), latest_run(lake)
+    longest = max_session_ms(lake)
+    gap_ms = cfg.session_gap_s * 1000
+    new = new_events(lake, since, up_to).select("user_id", "ts_ms").cache()
     try:
-        n_users = users.count()
-        progress.step(f"runs {since + 1}..{up_to}: users with new events", users=n_users)
-        if n_users == 0:
-            set_watermark(lake, STAGE, up_to, {"users": 0})
-            return {"users": 0, "sessions_written": 0, "run_no": up_to}
-        sessions = sessionize(events_of(lake, users, up_to), gap_s=cfg.session_gap_s, buckets=lake.buckets)
-        sessions = sessions.cache()
-        n_sessions = sessions.count()
-        buckets = rewrite_users(lake, SESSIONS, sessions, users, info={"echo.stage": STAGE, "echo.run_no": str(up_to)})
-        sessions.unpersist()
-        progress.step("silver/sessions committed", sessions=n_sessions, buckets=len(buckets),
+        n_new = new.count()
+        progress.step(f"runs {since + 1}..{up_to}: new events", events=n_new)
+        if n_new == 0:
+            set_watermark(lake, STAGE, max(up_to, since), {"users": 0, MAX_SESSION_MS: longest, **fixed})
+            return {"run_no": up_to, "users": 0, "sessions_written": 0}
+        # sessions a new event can touch start within [ts - gap - longest, ts + gap]
+        near = days_of_ranges(new, F.col("ts_ms") - gap_ms - longest, F.col("ts_ms") + gap_ms)
+        old = lake.read_partitions(SESSIONS, near)
+        intervals, touched = dirty_intervals(new, old, gap_s=cfg.session_gap_s)
+        intervals, touched = intervals.cache(), touched.cache()
+        sessions = sessionize(events_in(lake, intervals, up_to), gap_s=cfg.session_gap_s, buckets=lake.buckets).cache()
+        stats = sessions.agg(F.count(F.lit(1)), F.max(F.col("end_ts_ms") - F.col("start_ts_ms"))).first()
+        n_sessions = int(stats[0]) if stats else 0
+        longest = max(longest, int(stats[1] or 0) if stats else 0)
+        parts = {r[0] for r in touched.select(utc_date("start_ts_ms")).distinct().collect()}
+        parts |= {r[0] for r in sessions.select("start_date").distinct().collect()}
+        info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
+        replace_rows(lake, SESSIONS, sessions, touched, parts, info=info)
+        n_users = intervals.select("user_id").distinct().count()
+        changes = intervals.withColumn("run_no", F.lit(up_to).cast("long"))
+        lake.replace_partitions(SESSION_CHANGES, changes.coalesce(1), [up_to], info=info)
+        progress.step("silver/sessions committed", sessions=n_sessions, days=len(parts),
                       version=lake.version(SESSIONS))  # fmt: skip
+        for df in (intervals, touched, sessions):
+            df.unpersist()
     finally:
-        users.unpersist()
-    detail = {"users": n_users, "sessions": n_sessions, "buckets": buckets, "version": lake.version(SESSIONS)}
+        new.unpersist()
+    days = sorted(map(str, parts))
+    detail = {"users": n_users, "sessions": n_sessions, "days": days, "version": lake.version(SESSIONS),
+              MAX_SESSION_MS: longest, **fixed}  # fmt: skip
     set_watermark(lake, STAGE, up_to, detail)
-    return {"run_no": up_to, "users": n_users, "sessions_written": n_sessions, "buckets_rewritten": len(buckets)}
+    return {"run_no": up_to, "users": n_users, "sessions_written": n_sessions, "days_rewritten": len(parts)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,12 @@
-"""shards: gold/refinement_pairs -> training shards (Parquet) + manifest.json.
+"""shards: gold/refinement_pairs + gold/feedback -> training shards (Parquet) + manifest.json.
 
     python -m echo shards --lake DIR --out DIR [--workers 4 | --num-shards 8]
     spark-submit jobs/shards.py --lake DIR --out DIR
 
 Writes ``sft/{train,val,test}/part-NNNNN.parquet`` (prompt/completion) and
-``pref/{train,val,test}/...`` (prompt/chosen/rejected, from refined pairs) with balanced
-row counts, and ``manifest.json`` (rows, bytes, sha256 per file, lake versions read,
+``pref/{train,val,test}/...`` (prompt/chosen/rejected, from refined pairs) and
+``kto/{train,val,test}/...`` (prompt/completion/label, TRL's unpaired format, from
+gold/feedback; empty when the lake has no such table yet) with balanced row counts, and ``manifest.json`` (rows, bytes, sha256 per file, lake versions read,
 resolved settings). Spark writes the rows into a temporary sibling directory that is
 renamed into place, so readers see the old shards or the new ones, never a mix.
 See docs/pairs.md.
@@ -27,12 +28,12 @@ from echo.config import LakeConfig, to_dict
 from echo.errors import ConfigError, LakeError
 from echo.jobs.common import stage_main
 from echo.lake.base import spark_uri
-from echo.lake.tables import REFINEMENT_PAIRS, SUGGESTIONS
+from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS, SUGGESTIONS
 from echo.pairs_config import ShardsConfig
 from echo.progress import Progress
 from echo.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, describe_shard, write_manifest
 from echo.stages.pairs import SPLITS
-from echo.stages.shards import FORMATS, dedupe, pref_rows, sft_rows, with_shard_index
+from echo.stages.shards import FORMATS, dedupe, kto_rows, pref_rows, sft_rows, with_shard_index
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -60,7 +61,7 @@ def _empty_shard(path: Path, fmt: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"weight": pa.float64()}
+    types = {"weight": pa.float64(), "label": pa.bool_()}
     schema = pa.schema([pa.field(c, types.get(c, pa.string())) for c in FORMATS[fmt]])
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(schema.empty_table(), path)
@@ -100,6 +101,35 @@ def _write_format(rows: DataFrame, fmt: str, n_shards: int, tmp: Path) -> list[S
             entries.append(describe_shard(tmp, rel, fmt, split))
     shutil.rmtree(staging)
     return entries
+
+
+def _write_kto(
+    lake: Lake, cfg: ShardsConfig, n_shards: int, tmp: Path
+) -> tuple[dict[str, Any], int | None]:
+    """The ``kto/`` shards from gold/feedback (deduplicated like the pairs), or empty
+    ones when the lake has no gold/feedback (a lake from before it existed); with the
+    table version read and the counts."""
+    if not lake.exists(FEEDBACK):
+        entries: list[ShardEntry] = []
+        for split in SPLITS:
+            rel = f"kto/{split}/part-00000.parquet"
+            _empty_shard(tmp / rel, "kto")
+            entries.append(describe_shard(tmp, rel, "kto", split))
+        return {"entries": entries, "rows": 0, "gold_rows": 0, "near_duplicates": 0,
+                "by_label": {}}, None  # fmt: skip
+    version = lake.version(FEEDBACK)
+    gold = lake.read(FEEDBACK)
+    rows = (dedupe(gold) if cfg.dedup else gold).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n_gold, n_rows = gold.count(), rows.count()
+        by_label = {
+            (r[0], bool(r[1])): int(r[2]) for r in rows.groupBy("split", "label").count().collect()
+        }
+        entries = _write_format(kto_rows(rows, cfg), "kto", n_shards, tmp)
+    finally:
+        rows.unpersist()
+    return {"entries": entries, "rows": n_rows, "gold_rows": n_gold,
+            "near_duplicates": n_gold - n_rows, "by_label": by_label}, version  # fmt: skip
 
 
 def swap_into_place(tmp: Path, out: Path) -> None:
@@ -148,6 +178,9 @@ def execute(
         for fmt, build in (("sft", sft_rows), ("pref", pref_rows)):
             entries += _write_format(build(pairs, cfg), fmt, n_shards, tmp)
             progress.step(f"{fmt} shards written", files=sum(1 for e in entries if e.format == fmt))
+        kto, feedback_version = _write_kto(lake, cfg, n_shards, tmp)
+        entries += kto["entries"]
+        progress.step("kto shards written", files=len(kto["entries"]), rows=kto["rows"])
         manifest = Manifest(
             shards=tuple(entries),
             config=to_dict(lake_cfg, cfg),
@@ -157,7 +190,10 @@ def execute(
                 "tables": {
                     REFINEMENT_PAIRS.name: version,
                     SUGGESTIONS.name: lake.version(SUGGESTIONS),
+                    FEEDBACK.name: feedback_version,
                 },
+                "feedback_rows": kto["gold_rows"],
+                "feedback_near_duplicates_dropped": kto["near_duplicates"],
                 "pairs_source_versions": source_versions,
                 "gold_rows": n_gold,
                 "near_duplicates_dropped": n_gold - n_pairs,
@@ -185,6 +221,16 @@ def execute(
         "files": files,
         "bytes": sum(e.bytes for e in entries),
         "manifest_sha256": manifest.sha256,
+        "kto": {
+            "feedback_version": feedback_version,
+            "gold_rows": kto["gold_rows"],
+            "near_duplicates_dropped": kto["near_duplicates"],
+            "by_label": {
+                s: {"desirable": kto["by_label"].get((s, True), 0),
+                    "undesirable": kto["by_label"].get((s, False), 0)}
+                for s in SPLITS
+            },
+        },
     }
 
 

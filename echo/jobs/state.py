@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from echo.lake.tables import EVENTS, INGEST_RUNS, QUARANTINE, STAGE_STATE
+from echo.lake.tables import EVENT_INDEX, EVENTS, INGEST_RUNS, QUARANTINE, STAGE_STATE
 
 if TYPE_CHECKING:
     from echo.lake import Lake
@@ -41,7 +41,7 @@ def unpublished_rows(lake: Lake, published: int) -> dict[str, int]:
     """Rows of bronze/events and bronze/quarantine above run ``published``: what an
     ingest run interrupted before its run record left behind."""
     out: dict[str, int] = {}
-    for table in (EVENTS, QUARANTINE):
+    for table in (EVENTS, QUARANTINE, EVENT_INDEX):
         n = lake.read(table).where(F.col("run_no") > published).count() if lake.exists(table) else 0
         if n:
             out[table.name] = n

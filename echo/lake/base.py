@@ -110,6 +110,9 @@ class Lake(ABC):
         self.spark = spark
         self.root = normalize_root(root)
         self._buckets = 0
+        #: bytes of the data files this lake handed to Spark reads (delta-rs backend): the
+        #: files each read selects after partition pruning (benchmarks/bench_history.py)
+        self.bytes_read = 0
         #: the single-writer lease this process holds on the lake, if any
         self.lease: Lease | None = None
 
@@ -203,6 +206,15 @@ class Lake(ABC):
     def read(self, table: Table) -> DataFrame:
         """The current snapshot as a Spark DataFrame with the table's schema (empty if the
         table does not exist yet)."""
+
+    def read_partitions(self, table: Table, values: Sequence[Any]) -> DataFrame:
+        """The rows whose (single) partition column is in ``values``, reading only those
+        partitions' files (empty when ``values`` is)."""
+        from pyspark.sql import functions as F
+
+        if not values:
+            return self.empty(table)
+        return self.read(table).where(F.col(table.partition_by[0]).isin(sorted(set(values))))
 
     @abstractmethod
     def version(self, table: Table) -> int | None:

@@ -88,8 +88,35 @@ class DeltaRsLake(Lake):
         dt = self._table(table)
         return [] if dt is None else list(dt.file_uris())
 
+    def _selected(self, table: Table, values: Sequence[Any] | None) -> list[str]:
+        """URIs of the table's files (only those of partitions ``values`` when given); adds
+        their sizes to :attr:`bytes_read`."""
+        import pyarrow as pa
+
+        dt = self._table(table)
+        if dt is None:
+            return []
+        col = table.partition_by[0] if table.partition_by else None
+        wanted = None if values is None or col is None else {str(v) for v in values}
+        if wanted is not None and not wanted:
+            return []
+        for a in pa.table(dt.get_add_actions(flatten=True)).to_pylist():
+            value = a.get(f"partition.{col}") if col else None
+            if wanted is None or (None if value is None else str(value)) in wanted:
+                self.bytes_read += int(a.get("size_bytes") or 0)
+        if wanted is None or col is None:
+            return list(dt.file_uris())
+        return list(dt.file_uris(partition_filters=[(col, "in", sorted(wanted))]))
+
     def read(self, table: Table) -> DataFrame:
-        files = self.files(table)
+        return self._read_files(table, self._selected(table, None))
+
+    def read_partitions(self, table: Table, values: Sequence[Any]) -> DataFrame:
+        if not table.partition_by:
+            return self.read(table)
+        return self._read_files(table, self._selected(table, list(values)))
+
+    def _read_files(self, table: Table, files: list[str]) -> DataFrame:
         if not files:
             return self.empty(table)
         reader = self.spark.read.schema(table.schema)

@@ -48,7 +48,13 @@ if TYPE_CHECKING:
     from echo.lake.base import Lake
 
 #: Layout version of a lake this code writes (recorded at creation, checked on open).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: What changed in each version (named in the refusal of an older lake).
+FORMAT_CHANGES = {
+    3: "silver/sessions partitioned by start_date, silver/suggestions and gold/refinement_pairs "
+    "by shown day, incremental state in _echo/session_changes, _echo/doc_days and "
+    "_echo/suggestion_changes",
+}
 #: Buckets of a new lake when the command does not say.
 DEFAULT_BUCKETS = 16
 #: Seconds a lease lives without renewal.
@@ -125,6 +131,12 @@ def check_invariants(row: dict[str, Any], root: str, *, buckets: int) -> None:
     if fmt > FORMAT_VERSION:
         raise LakeError(
             f"lake {root} has format version {fmt}; this Echo writes version {FORMAT_VERSION} (upgrade Echo)"
+        )
+    if fmt < FORMAT_VERSION:
+        raise LakeError(
+            f"lake {root} has format version {fmt}; this Echo needs version {FORMAT_VERSION} "
+            f"({FORMAT_CHANGES[FORMAT_VERSION]}): re-create it by running 'run' over the lake's "
+            "input files into a new lake"
         )
     if buckets and buckets != int(row["buckets"]):
         raise LakeError(

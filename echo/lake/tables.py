@@ -7,10 +7,12 @@ what operators need (lineage, partition columns, counters for metrics).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
     BinaryType,
+    BooleanType,
     DataType,
     DateType,
     DoubleType,
@@ -39,6 +41,11 @@ EVENT_FIELDS = StructType(
         for name in contract.EVENT_COLUMNS
     ]
 )
+
+
+#: The ``day`` partition of silver/suggestions holding every orphan row (orphans have no
+#: shown day), so that a run finds the orphans a new ``shown`` resolves in one partition.
+ORPHAN_DAY = datetime.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ INGEST_RUNS = Table(
             _f("quarantined", L, False),
             _f("quarantined_by_reason", S, False),  # JSON object reason -> count
             _f("config", S, False),  # resolved config, JSON
+            _f("event_dates", S),  # JSON list of the event_date partitions its kept events went to
         ]
     ),
     partition_by=(),
@@ -128,9 +136,10 @@ SESSIONS = Table(
             _f("n_docs", L, False),
             _f("duration_s", D, False),
             _f("user_bucket", I, False),
+            _f("start_date", DateType(), False),  # UTC date of start_ts_ms (the partition)
         ]
     ),
-    partition_by=("user_bucket",),
+    partition_by=("start_date",),
     keys=("session_id",),
     description="one row per session (per user, split on inactivity gaps)",
 )
@@ -164,9 +173,11 @@ SUGGESTIONS = Table(
             _f("accepted_chars", L),  # len(accepted_text) in code points
             _f("retained_chars", L),  # chars of accepted_text that survive in final_text (LCS)
             _f("user_bucket", I, False),
+            # the partition: UTC date of shown_ts_ms; every orphan row in ORPHAN_DAY
+            _f("day", DateType(), False),
         ]
     ),
-    partition_by=("user_bucket",),
+    partition_by=("day",),
     keys=("suggestion_id",),
     description="one row per shown suggestion (and per orphan) with its outcome",
 )
@@ -223,11 +234,47 @@ REFINEMENT_PAIRS = Table(
             _f("scrub_types", S),  # comma-separated types of what was scrubbed (null: none)
             _f("dedup_key", S, False),  # near-duplicate key (shards keep the lowest suggestion_id)
             _f("user_bucket", I, False),
+            # the partition: the suggestion's shown day (silver/suggestions' ``day``)
+            _f("day", DateType(), False),
         ]
     ),
-    partition_by=("user_bucket",),
-    keys=("suggestion_id",),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
     description="one row per kept or refined suggestion that passed the quality filters",
+)
+
+FEEDBACK = Table(
+    name="gold/feedback",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("prefix", S),  # the prompt's context (the shards build the FIM prompt)
+            _f("suffix", S),
+            _f("completion", S, False),  # final text (desirable) or proposal (undesirable)
+            _f("label", BooleanType(), False),  # True: desirable
+            _f("outcome", S, False),
+            _f("language", S),
+            _f("model_id", S),
+            _f("split", S, False),
+            # lineage and weighting
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("shown_ts_ms", L),
+            _f("edit_similarity", D),
+            _f("weight", D, False),
+            _f("scrubbed", L, False),
+            _f("source_version", L, False),
+            _f("dedup_key", S, False),  # near-duplicate key (with the label)
+            _f("user_bucket", I, False),
+            # the partition: the suggestion's shown day (silver/suggestions' ``day``)
+            _f("day", DateType(), False),
+        ]
+    ),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
+    description="one row per suggestion whose outcome is unpaired feedback (KTO): kept or "
+    "refined final texts desirable, deleted or rewritten proposals undesirable",
 )
 
 STAGE_STATE = Table(
@@ -257,6 +304,79 @@ FORGOTTEN_USERS = Table(
     partition_by=(),
     keys=("user_id_sha256",),
     description="users deleted by 'forget' (hashed); ingest drops their records",
+)
+
+#: Incremental state of sessionize, read by track: per run, the time intervals of each
+#: user whose sessions that run recomputed (docs/architecture.md, "Incremental runs").
+SESSION_CHANGES = Table(
+    name="_echo/session_changes",
+    schema=StructType(
+        [
+            _f("user_id", S, False),
+            _f("lo_ts_ms", L, False),  # first event of the interval
+            _f("hi_ts_ms", L, False),  # last event of the interval
+            _f("run_no", L, False),  # the sessionize run (its up-to ingest run)
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("user_id", "lo_ts_ms", "run_no"),
+    description="per sessionize run: the intervals of a user whose sessions it recomputed",
+)
+
+#: Incremental state of track: the bronze event_date partitions each document has
+#: events in, so that replaying a document reads only those days.
+DOC_DAYS = Table(
+    name="_echo/doc_days",
+    schema=StructType(
+        [
+            _f("doc_id", S, False),
+            _f("user_id", S, False),
+            _f("event_date", DateType(), False),
+            _f("run_no", L, False),  # the track run that recorded it
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("doc_id", "event_date"),
+    description="per document: the UTC days it has events on (one row per doc x day x run)",
+)
+
+#: Incremental state of track, read by pairs: per track run, the silver/suggestions rows
+#: it wrote or removed (their keys and day partitions), so that pairs recomputes only those.
+SUGGESTION_CHANGES = Table(
+    name="_echo/suggestion_changes",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("doc_id", S, False),
+            _f("user_id", S, False),
+            _f("day", DateType(), False),  # the row's silver/suggestions partition
+            _f("run_no", L, False),  # the track run (its up-to ingest run)
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("suggestion_id", "doc_id", "day", "run_no"),
+    description="per track run: the silver/suggestions rows it wrote or removed",
+)
+
+#: Buckets of the event-id index (a lake constant: changing it would need a rebuild).
+EVENT_INDEX_BUCKETS = 64
+
+#: Incremental state of ingest: where each kept event_id lives. 8-byte hash keys, so that
+#: the duplicate check of a batch reads these (and only the buckets its ids fall in), then
+#: only the bronze days holding a matching id, instead of every event_id ever kept.
+EVENT_INDEX = Table(
+    name="_echo/event_index",
+    schema=StructType(
+        [
+            _f("id_bucket", I, False),  # pmod(id_key, EVENT_INDEX_BUCKETS)
+            _f("id_key", L, False),  # xxhash64(event_id)
+            _f("event_date", DateType(), False),  # the bronze/events partition of the event
+            _f("run_no", L, False),  # the ingest run that kept it
+        ]
+    ),
+    partition_by=("id_bucket",),
+    keys=("id_key", "event_date", "run_no"),
+    description="per kept event: a hash of its event_id and its bronze/events day",
 )
 
 #: The lake's lease and invariants: one row (``slot`` 0). Created with the lake in one
@@ -292,8 +412,13 @@ ALL_TABLES: tuple[Table, ...] = (
     SUGGESTIONS,
     ACCEPTANCE_METRICS,
     REFINEMENT_PAIRS,
+    FEEDBACK,
     STAGE_STATE,
     FORGOTTEN_USERS,
+    SESSION_CHANGES,
+    DOC_DAYS,
+    SUGGESTION_CHANGES,
+    EVENT_INDEX,
 )
 
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}

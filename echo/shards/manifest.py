@@ -8,11 +8,13 @@ Layout of a shards directory::
     <out>/sft/test/part-00000.parquet
     <out>/pref/train/part-00000.parquet  prompt, chosen, rejected, weight, ... (preference)
     <out>/pref/val/...
+    <out>/kto/train/part-00000.parquet   prompt, completion, label, weight, ... (unpaired, KTO)
+    <out>/kto/val/...
 
 ``manifest.json`` holds ``format_version``, ``created_at``, ``config`` (the resolved
 settings), ``fim`` (sentinel tokens used to build prompts), ``source`` (lake table
 versions read), ``shards`` (one entry per file: ``path`` relative to the manifest,
-``format`` sft|pref, ``split``, ``rows``, ``bytes``, ``sha256``) and ``manifest_sha256``,
+``format`` sft|pref|kto, ``split``, ``rows``, ``bytes``, ``sha256``) and ``manifest_sha256``,
 the hash of the shard list, which a training checkpoint records.
 """
 
@@ -38,7 +40,7 @@ class ManifestError(EchoError):
 @dataclass(frozen=True)
 class ShardEntry:
     path: str
-    format: str  # "sft" | "pref"
+    format: str  # "sft" | "pref" | "kto"
     split: str  # "train" | "val" | "test"
     rows: int
     bytes: int

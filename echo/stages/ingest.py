@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from echo.lake.tables import EVENT_FIELDS, EVENTS, QUARANTINE
+from echo.lake.tables import EVENT_FIELDS, EVENT_INDEX, EVENT_INDEX_BUCKETS, EVENTS, QUARANTINE
 from echo.stages.validate import CONFLICTING_DUPLICATE
 
 if TYPE_CHECKING:
@@ -131,6 +131,32 @@ def raw_naming(records: DataFrame, hashes: DataFrame) -> DataFrame:
 
 def event_date(ts_ms_col: str = "ts_ms") -> F.Column:
     return F.to_date(F.timestamp_millis(F.col(ts_ms_col)))
+
+
+def kept_event_dates(classified: DataFrame) -> list[str]:
+    """The bronze/events partitions (``event_date``, ISO) the kept records go to: recorded
+    per run in bronze/ingest_runs, so later stages read only those days' new events."""
+    kept = classified.where(F.col("status") == KEPT).select(event_date().alias("d")).distinct()
+    return sorted(str(r[0]) for r in kept.collect())
+
+
+def index_keys(df: DataFrame) -> DataFrame:
+    """``df`` with ``id_key`` (xxhash64 of ``event_id``) and ``id_bucket``: the keys of
+    _echo/event_index."""
+    key = F.xxhash64("event_id")
+    return df.withColumn("id_key", key).withColumn("id_bucket", F.pmod(key, F.lit(EVENT_INDEX_BUCKETS)).cast("int"))
+
+
+def batch_ids(records: DataFrame) -> DataFrame:
+    """``event_id, id_key, id_bucket`` of the valid records (the ids whose earlier copies
+    the duplicate check needs)."""
+    ids = records.where(F.col("q_reason").isNull() & F.col("event_id").isNotNull()).select("event_id").distinct()
+    return index_keys(ids)
+
+
+def to_event_index(events: DataFrame) -> DataFrame:
+    """_echo/event_index rows of bronze/events rows."""
+    return index_keys(events).select(*EVENT_INDEX.columns)
 
 
 def to_events(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:

@@ -230,7 +230,7 @@ def candidate_schema() -> StructType:
 
     from echo.lake.tables import REFINEMENT_PAIRS
 
-    fields = [f for f in REFINEMENT_PAIRS.schema.fields if f.name != "user_bucket"]
+    fields = [f for f in REFINEMENT_PAIRS.schema.fields if f.name not in ("user_bucket", "day")]
     fields.append(StructField("drop_reason", StringType(), True))
     fields += [StructField(c, LongType(), False) for c in SCRUB_COLUMNS]
     return StructType(fields)

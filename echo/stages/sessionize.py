@@ -61,5 +61,47 @@ def sessionize(events: DataFrame, *, gap_s: int, buckets: int) -> DataFrame:
         .withColumn("session_id", F.concat_ws("/", F.col("user_id"), F.col("start_ts_ms").cast("string")))
         .withColumn("duration_s", (F.col("end_ts_ms") - F.col("start_ts_ms")) / F.lit(1000.0))
         .withColumn("user_bucket", user_bucket("user_id", buckets))
+        .withColumn("start_date", F.to_date(F.timestamp_millis(F.col("start_ts_ms"))))
     )
     return s.select(*SESSIONS.columns)
+
+
+def dirty_intervals(new: DataFrame, sessions: DataFrame, *, gap_s: int) -> tuple[DataFrame, DataFrame]:
+    """The intervals whose sessions new events can change, and the sessions they replace.
+
+    ``new``: ``user_id, ts_ms`` of new events. ``sessions``: existing sessions
+    (``user_id, session_id, start_ts_ms, end_ts_ms``), at least every one within
+    ``gap_s`` of a new event. A new event ``e`` touches a session ``S`` when
+    ``S.start - gap <= e.ts <= S.end + gap``; its span is ``[min(e.ts, starts of the
+    sessions it touches), max(e.ts, their ends)]``; a user's spans chained by gaps
+    ``<= gap`` merge into one interval. Returns ``(intervals[user_id, lo_ts_ms,
+    hi_ts_ms], touched[session_id, start_ts_ms])``: the sessions of the user's events inside an
+    interval are the sessions of those events alone; every session outside all intervals
+    is unchanged (docs/architecture.md gives the argument).
+    """
+    gap = F.lit(gap_s * 1000)
+    ev = new.select("user_id", "ts_ms").distinct()
+    s = sessions.select(
+        F.col("user_id").alias("_u"), "session_id", F.col("start_ts_ms").alias("_s"), F.col("end_ts_ms").alias("_e")
+    )
+    hit = ev.join(
+        s, (F.col("user_id") == F.col("_u")) & (F.col("_s") - gap <= F.col("ts_ms")) & (F.col("ts_ms") <= F.col("_e") + gap)
+    )
+    touched = hit.select("session_id", F.col("_s").alias("start_ts_ms")).distinct()
+    spans = (
+        ev.join(hit.select("user_id", "ts_ms", "_s", "_e"), on=["user_id", "ts_ms"], how="left")
+        .groupBy("user_id", "ts_ms")
+        .agg(
+            F.least(F.col("ts_ms"), F.coalesce(F.min("_s"), F.col("ts_ms"))).alias("lo"),
+            F.greatest(F.col("ts_ms"), F.coalesce(F.max("_e"), F.col("ts_ms"))).alias("hi"),
+        )
+    )
+    by_user = Window.partitionBy("user_id").orderBy("lo", "hi")
+    reach = F.max("hi").over(by_user.rowsBetween(Window.unboundedPreceding, -1))
+    grouped = spans.withColumn(
+        "_new", F.when(reach.isNull() | (F.col("lo") - reach > gap), 1).otherwise(0)
+    ).withColumn("_grp", F.sum("_new").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
+    intervals = grouped.groupBy("user_id", "_grp").agg(
+        F.min("lo").alias("lo_ts_ms"), F.max("hi").alias("hi_ts_ms")
+    )
+    return intervals.select("user_id", "lo_ts_ms", "hi_ts_ms"), touched

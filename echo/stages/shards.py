@@ -1,5 +1,6 @@
 """Training rows from gold/refinement_pairs: SFT (prompt/completion) and preference
-(prompt/chosen/rejected), with fill-in-the-middle prompts.
+(prompt/chosen/rejected), and from gold/feedback: unpaired KTO rows
+(prompt/completion/label), all with the same fill-in-the-middle prompts.
 
 ``prompt = fim_prefix + prefix[-max_prefix_chars:] + fim_suffix + suffix[:max_suffix_chars]
 + fim_middle`` (``fim_mode="psm"``, the default) or ``prefix[-max_prefix_chars:]`` alone
@@ -31,7 +32,11 @@ SFT_COLUMNS = (
     "suffix",
 )
 PREF_COLUMNS = ("prompt", "chosen", "rejected", "weight", "suggestion_id", "language", "model_id")
-FORMATS = {"sft": SFT_COLUMNS, "pref": PREF_COLUMNS}
+#: TRL's unpaired (KTO) format: prompt, completion, label (+ weight and lineage).
+KTO_COLUMNS = (
+    "prompt", "completion", "label", "weight", "suggestion_id", "language", "model_id", "outcome",
+)  # fmt: skip
+FORMATS = {"sft": SFT_COLUMNS, "pref": PREF_COLUMNS, "kto": KTO_COLUMNS}
 
 
 def clip_prefix(prefix: str | None, n: int) -> str:
@@ -124,6 +129,21 @@ def pref_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
         F.col("proposal").alias("rejected"),
         F.col("weight").cast("double").alias("weight"),
         "suggestion_id", "language", "model_id",
+    )  # fmt: skip
+
+
+def kto_rows(feedback: DataFrame, cfg: ShardsConfig) -> DataFrame:
+    """``split`` + KTO_COLUMNS, one row per gold/feedback row (TRL's unpaired format:
+    ``label`` true for a desirable completion)."""
+    from pyspark.sql import functions as F
+
+    return feedback.select(
+        "split",
+        fim_prompt_col(cfg).alias("prompt"),
+        "completion",
+        F.col("label").cast("boolean").alias("label"),
+        F.col("weight").cast("double").alias("weight"),
+        "suggestion_id", "language", "model_id", "outcome",
     )  # fmt: skip
 
 

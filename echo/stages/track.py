@@ -15,7 +15,7 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 
 from echo import contract
-from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, SUGGESTIONS
+from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, ORPHAN_DAY, SUGGESTIONS
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
 
 if TYPE_CHECKING:
@@ -69,10 +69,16 @@ def _replay_group(settings: ReplaySettings) -> Any:
     return fn
 
 
+def replay_documents(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
+    """Every document's rows (``OUTPUT_COLUMNS``), orphans not yet filtered, from events
+    carrying session columns."""
+    grouped = events.select(*REPLAY_INPUT).groupBy("doc_id")
+    return grouped.applyInArrow(_replay_group(settings), schema=_replay_schema())
+
+
 def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
     """One row per suggestion (``OUTPUT_COLUMNS``) from events carrying session columns."""
-    grouped = events.select(*REPLAY_INPUT).groupBy("doc_id")
-    rows = grouped.applyInArrow(_replay_group(settings), schema=_replay_schema())
+    rows = replay_documents(events, settings=settings)
     # An orphan row only stands when no document has a shown event for the suggestion.
     shown = rows.where(F.col("outcome") != "orphan").select("suggestion_id")
     orphans = rows.where(F.col("outcome") == "orphan").join(shown, on="suggestion_id", how="left_anti")
@@ -81,10 +87,19 @@ def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
 
 def track(events: DataFrame, *, settings: ReplaySettings, buckets: int) -> DataFrame:
     """silver/suggestions rows from events with session columns (see assign_sessions)."""
+    return with_partition(replay(events, settings=settings), buckets)
+
+
+def with_partition(rows: DataFrame, buckets: int) -> DataFrame:
+    """Replay rows as silver/suggestions rows: ``user_bucket`` and the ``day`` partition
+    (the shown day; :data:`ORPHAN_DAY` for orphans)."""
     from echo.lake.partitioning import user_bucket
 
-    return replay(events, settings=settings).withColumn("user_bucket", user_bucket("user_id", buckets)).select(
-        *SUGGESTIONS.columns
+    day = F.when(F.col("outcome") == "orphan", F.lit(ORPHAN_DAY)).otherwise(shown_day())
+    return (
+        rows.withColumn("user_bucket", user_bucket("user_id", buckets))
+        .withColumn("day", day)
+        .select(*SUGGESTIONS.columns)
     )
 
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from echo.train.data import BatchPlan, Examples, collate_pref, collate_sft
+from echo.train.data import COLLATE, BatchPlan, Examples
 
 
 @dataclass
@@ -40,17 +40,26 @@ def bare_train(
     seed: int = 0,
     clip_grad: float = 1.0,
     ref_model: Any = None,
+    kto: Any = None,
 ) -> LoopResult:
-    """``steps`` AdamW steps of ``objective`` (one micro-batch per step) on ``model``."""
+    """``steps`` AdamW steps of ``objective`` (one micro-batch per step) on ``model``.
+
+    The reference of dpo/kto is ``ref_model``, else the model's own base with its LoRA
+    adapters switched off (a peft model), else a frozen copy of the model."""
     import torch
 
+    from echo.train.config import REFERENCE_OBJECTIVES
+    from echo.train.lora import AdapterOffReference, is_peft_model
     from echo.train.objectives import objective_loss, trained_tokens
 
-    if objective in ("dpo", "sft+dpo") and ref_model is None:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0
-    )
+    if objective in REFERENCE_OBJECTIVES and ref_model is None:
+        ref_model = (
+            AdapterOffReference(model)
+            if is_peft_model(model)
+            else copy.deepcopy(model).eval().requires_grad_(False)
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
     streams = {
         f: BatchPlan(len(ex), micro_batch_size, seed).stream(ex, 0) for f, ex in examples.items()
     }
@@ -58,24 +67,25 @@ def bare_train(
     res = LoopResult()
     t0 = time.perf_counter()
     for _ in range(steps):
-        sft_b = (
-            collate_sft(examples["sft"], next(streams["sft"]), pad_id) if "sft" in streams else None
-        )
-        pref_b = (
-            collate_pref(examples["pref"], next(streams["pref"]), pad_id)
-            if "pref" in streams
-            else None
-        )
+        b = {f: COLLATE[f](examples[f], next(s), pad_id) for f, s in streams.items()}
         loss, stats = objective_loss(
-            objective, model, ref_model, sft_b, pref_b, beta=beta, sft_weight=sft_weight
+            objective,
+            model,
+            ref_model,
+            b.get("sft"),
+            b.get("pref"),
+            beta=beta,
+            sft_weight=sft_weight,
+            kto_batch=b.get("kto"),
+            kto=kto,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
         opt.step()
         res.losses.append(stats["loss"])
         res.stats.append(stats)
-        res.tokens += trained_tokens(objective, sft_b, pref_b)
+        res.tokens += trained_tokens(objective, b.get("sft"), b.get("pref"), b.get("kto"))
     res.seconds = time.perf_counter() - t0
     return res

@@ -9,11 +9,16 @@ Layout (rank 0 writes the shared files; every rank adds its ZeRO partition)::
     metrics.jsonl               the metrics so far
     tokenizer/                  the run's tokenizer
     hf/                         final checkpoint only: save_pretrained model + tokenizer
+                                (with --lora: the merged model)
+    adapter/                    final checkpoint, --lora only: the peft adapter + tokenizer
+    base/                       final checkpoint, --lora on a model built from a config
+                                file only: the frozen base the adapter applies to
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +101,22 @@ def load_state(
     return meta
 
 
-def save_hf(engine: Any, tokenizer: Any, directory: Path, rank: int, zero_stage: int) -> None:
-    """Full model in Hugging Face format (ZeRO-3 gathers the partitions first)."""
+def save_hf(
+    engine: Any,
+    tokenizer: Any,
+    directory: Path,
+    rank: int,
+    zero_stage: int,
+    export: Callable[[dict[str, Any], Path], None] | None = None,
+) -> None:
+    """Full model in Hugging Face format (ZeRO-3 gathers the partitions first); with
+    ``export`` (LoRA, see :func:`echo.train.lora.export_lora`) rank 0 hands it the full
+    state dict instead."""
     state = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else None
     if rank != 0:
+        return
+    if export is not None:
+        export(state if state is not None else engine.module.state_dict(), directory)
         return
     model = engine.module
     target = directory / HF_DIR

@@ -15,16 +15,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echo-pipeline train",
         description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
     )
-    # a bare --use-gpu means true (the generic flag wants a value)
-    p.add_argument(
-        "--use-gpu",
-        dest="use_gpu",
-        nargs="?",
-        const=True,
-        type=parse_bool,
-        default=argparse.SUPPRESS,
-        help="one GPU per worker (NCCL); bare flag = true",
-    )
+    # a bare --use-gpu / --lora / --gradient-checkpointing means true (the generic flag
+    # wants a value)
+    for name, text in (
+        ("use_gpu", "one GPU per worker (NCCL)"),
+        ("lora", "train LoRA adapters (peft); the adapter and the merged model are saved"),
+        ("gradient_checkpointing", "recompute activations in the backward pass"),
+    ):
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            nargs="?",
+            const=True,
+            type=parse_bool,
+            default=argparse.SUPPRESS,
+            help=f"{text}; bare flag = true",
+        )
     add_config_args(p, TrainConfig, TrackingConfig)
     return p
 

@@ -13,7 +13,9 @@ from typing import Any
 from echo.config import setting
 from echo.errors import ConfigError
 
-OBJECTIVES = ("sft", "dpo", "sft+dpo")
+OBJECTIVES = ("sft", "dpo", "sft+dpo", "kto", "sft+kto")
+#: Objectives that compare the policy with a frozen reference model.
+REFERENCE_OBJECTIVES = ("dpo", "sft+dpo", "kto", "sft+kto")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class TrainConfig:
     objective: str = setting(
         "sft",
         "sft: weighted next-token loss on the final text; dpo: final text (chosen) over the "
-        "logged proposal (rejected) against a frozen reference; sft+dpo: both",
+        "logged proposal (rejected) against a frozen reference; sft+dpo: both; kto: unpaired "
+        "feedback (desirable kept/refined texts, undesirable deleted/rewritten proposals) "
+        "against a frozen reference; sft+kto: SFT plus KTO",
         choices=OBJECTIVES,
     )
     num_workers: int = setting(2, "Ray Train workers (data-parallel ranks)")
@@ -74,7 +78,30 @@ class TrainConfig:
     max_seq_len: int = setting(512, "tokens per sequence; the prompt is truncated from the left")
     max_completion_tokens: int = setting(128, "completion tokens kept (plus the end token)")
     dpo_beta: float = setting(0.1, "DPO temperature beta")
-    sft_weight: float = setting(1.0, "weight of the SFT term in sft+dpo")
+    sft_weight: float = setting(1.0, "weight of the SFT term in sft+dpo and sft+kto")
+    kto_beta: float = setting(0.1, "KTO temperature beta")
+    kto_desirable_weight: float = setting(
+        1.0, "KTO weight of the desirable rows' loss (lambda_D; raise it when they are scarce)"
+    )
+    kto_undesirable_weight: float = setting(
+        1.0, "KTO weight of the undesirable rows' loss (lambda_U)"
+    )
+    lora: bool = setting(
+        False,
+        "train LoRA adapters (peft) instead of every weight; the adapter and the merged "
+        "model are both saved",
+    )
+    lora_r: int = setting(8, "LoRA rank")
+    lora_alpha: int = setting(16, "LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = setting(0.05, "dropout on the LoRA branch")
+    lora_target_modules: tuple[str, ...] = setting(
+        ("all-linear",),
+        "modules that get adapters: names or name suffixes (e.g. q_proj,v_proj), or "
+        "all-linear (every linear layer but the output head); comma-separated",
+    )
+    gradient_checkpointing: bool = setting(
+        False, "recompute activations in the backward pass (less memory, about 30% more compute)"
+    )
     use_pair_weights: bool = setting(True, "weight each pair's loss by its shard 'weight' column")
     seed: int = setting(0, "seed of model init (config-built models) and data order")
     run_name: str = setting(
@@ -124,8 +151,22 @@ class TrainConfig:
             raise ConfigError("set epochs >= 1 or max_steps >= 1")
         if self.max_failures < -1:
             raise ConfigError("setting max_failures must be >= -1 (-1: retry without limit)")
-        if self.lr <= 0 or self.dpo_beta <= 0:
-            raise ConfigError("lr and dpo_beta must be > 0")
+        if self.lr <= 0 or self.dpo_beta <= 0 or self.kto_beta <= 0:
+            raise ConfigError("lr, dpo_beta and kto_beta must be > 0")
+        if min(self.kto_desirable_weight, self.kto_undesirable_weight, self.sft_weight) < 0:
+            raise ConfigError("sft_weight and the kto weights must be >= 0")
+        if "kto" in self.objective and self.micro_batch_size < 2:
+            raise ConfigError(
+                "KTO estimates its KL term from mismatched pairs within a micro-batch: "
+                "set micro_batch_size >= 2"
+            )
+        if self.lora:
+            if self.lora_r < 1 or self.lora_alpha <= 0:
+                raise ConfigError("lora_r must be >= 1 and lora_alpha > 0")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ConfigError("lora_dropout must be within [0, 1)")
+            if not self.lora_target_modules:
+                raise ConfigError("lora_target_modules is empty (e.g. all-linear or q_proj,v_proj)")
         if self.precision in ("bf16", "fp16") and not self.use_gpu:
             raise ConfigError(f"precision {self.precision} needs --use-gpu (CPU runs are fp32)")
 

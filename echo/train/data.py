@@ -7,7 +7,8 @@
 3. The worker reads its share with ``ray.train.get_dataset_shard`` and tokenizes it
    (the fast Rust tokenizer, batched) into ``prompt_ids`` + ``completion_ids`` (SFT) or
    ``prompt_ids`` + ``chosen_ids`` + ``rejected_ids`` (preference), left-truncating the
-   prompt to ``max_seq_len``, and keeps it in memory as int32 arrays. (Tokenizing in
+   prompt to ``max_seq_len``, or ``prompt_ids`` + ``completion_ids`` + ``label`` (KTO),
+   and keeps it in memory as int32 arrays. (Tokenizing in
    Ray Data tasks instead ships the tokenizer to every read task and re-imports
    transformers there: 15 s of a 2-core test run for no gain at this scale.)
 4. :class:`BatchPlan` orders each epoch with a seeded hash of the pair id, groups
@@ -33,6 +34,8 @@ from echo.shards.manifest import Manifest, ShardEntry, load_manifest, verify
 IGNORE = -100
 SFT_COLUMNS = ("suggestion_id", "prompt", "completion", "weight")
 PREF_COLUMNS = ("suggestion_id", "prompt", "chosen", "rejected", "weight")
+KTO_COLUMNS = ("suggestion_id", "prompt", "completion", "label", "weight")
+COLUMNS = {"sft": SFT_COLUMNS, "pref": PREF_COLUMNS, "kto": KTO_COLUMNS}
 
 
 class ShardDataError(EchoError):
@@ -40,7 +43,18 @@ class ShardDataError(EchoError):
 
 
 def formats_for(objective: str) -> tuple[str, ...]:
-    return {"sft": ("sft",), "dpo": ("pref",), "sft+dpo": ("sft", "pref")}[objective]
+    return {
+        "sft": ("sft",),
+        "dpo": ("pref",),
+        "sft+dpo": ("sft", "pref"),
+        "kto": ("kto",),
+        "sft+kto": ("sft", "kto"),
+    }[objective]
+
+
+def primary_format(objective: str) -> str:
+    """The format whose rows define an epoch (the first of the objective's formats)."""
+    return formats_for(objective)[0]
 
 
 def open_shards(
@@ -105,12 +119,14 @@ def encode_rows(
     from echo.train.tokenizer import encode
 
     prompts = encode(tokenizer, rows["prompt"])
-    targets = ("completion",) if fmt == "sft" else ("chosen", "rejected")
+    targets = ("chosen", "rejected") if fmt == "pref" else ("completion",)
     encoded = [encode(tokenizer, [t or "" for t in rows[c]]) for c in targets]
     out: dict[str, list[Any]] = {"key": [str(k) for k in rows["suggestion_id"]], "prompt_ids": []}
     for name in targets:
         out[f"{name}_ids"] = []
     out["weight"] = [float(w) if w is not None else 1.0 for w in rows["weight"]]
+    if fmt == "kto":
+        out["label"] = [bool(v) for v in rows["label"]]
     for i, prompt in enumerate(prompts):
         p, comps = _fit(prompt, [e[i] for e in encoded], spec)
         out["prompt_ids"].append(p)
@@ -123,7 +139,7 @@ def ray_dataset(root: str, entries: Sequence[ShardEntry], fmt: str) -> Any:
     """Ray Data: the verified Parquet shards of one format (lazy; read when Train starts)."""
     import ray.data
 
-    columns = list(SFT_COLUMNS if fmt == "sft" else PREF_COLUMNS)
+    columns = list(COLUMNS[fmt])
     ds = ray.data.read_parquet(shard_paths(root, entries), columns=columns)
     ds.context.enable_progress_bars = False
     return ds
@@ -164,6 +180,7 @@ class Examples:
     keys: list[str]
     fields: dict[str, list[np.ndarray]]  # e.g. prompt_ids, completion_ids
     weights: np.ndarray
+    labels: np.ndarray | None = None  # KTO: True for desirable rows
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -192,6 +209,11 @@ def collect(batches: Iterable[dict[str, Any]]) -> Examples:
         keys=[str(cols["key"][i]) for i in order],
         fields={k: [np.asarray(cols[k][i], dtype=np.int32) for i in order] for k in ids},
         weights=np.asarray([cols["weight"][i] for i in order], dtype=np.float64),
+        labels=(
+            np.asarray([bool(cols["label"][i]) for i in order], dtype=bool)
+            if "label" in cols
+            else None
+        ),
     )
 
 
@@ -297,10 +319,29 @@ def collate_pref(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any
     return batch
 
 
+def collate_kto(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any]:
+    """KTO rows first (prompt_i + completion_i), then the mismatched rows of the KL
+    estimate (prompt_i + completion_{i-1}, the completions rotated by one within the
+    micro-batch, as TRL builds them); ``kto_label`` and ``weights`` cover the first half."""
+    import torch
+
+    idx = list(idx)
+    prompts = [ex.fields["prompt_ids"][i] for i in idx]
+    comps = [ex.fields["completion_ids"][i] for i in idx]
+    rotated = comps[-1:] + comps[:-1]
+    batch = _sequences(prompts + prompts, comps + rotated, pad_id)
+    assert ex.labels is not None, "KTO examples carry labels"
+    batch["kto_label"] = torch.tensor(ex.labels[idx], dtype=torch.bool)
+    batch["weights"] = torch.tensor(ex.weights[idx], dtype=torch.float32)
+    return batch
+
+
+COLLATE = {"sft": collate_sft, "pref": collate_pref, "kto": collate_kto}
+
+
 def local_examples(
     root: str, entries: Sequence[ShardEntry], fmt: str, tokenizer: Any, spec: EncodeSpec
 ) -> Examples:
     """All rows of some shards encoded in this process (bare loop, tests)."""
-    columns = SFT_COLUMNS if fmt == "sft" else PREF_COLUMNS
-    rows = read_table(root, entries, columns).to_pydict()
+    rows = read_table(root, entries, COLUMNS[fmt]).to_pydict()
     return collect([encode_rows(tokenizer, fmt, rows, spec)])

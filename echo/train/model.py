@@ -143,6 +143,7 @@ def build_model(
         ) from None
     embeddings: Any = model.get_input_embeddings()
     if embeddings.weight.shape[0] < tokenizer_info["vocab_size"]:
+        torch.manual_seed(seed)  # the new rows are sampled: the same on every rank and rebuild
         model.resize_token_embeddings(tokenizer_info["vocab_size"])
     if model.config.pad_token_id is None:
         model.config.pad_token_id = ids["pad_token_id"]

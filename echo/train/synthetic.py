@@ -53,7 +53,8 @@ def write_synthetic_shards(
     seed: int = 0,
     files_per_split: int = 2,
 ) -> Manifest:
-    """Write ``sft/`` and ``pref/`` Parquet shards plus ``manifest.json`` under ``root``."""
+    """Write ``sft/``, ``pref/`` and ``kto/`` Parquet shards plus ``manifest.json`` under
+    ``root`` (KTO: even-numbered pairs' final texts desirable, odd ones' proposals not)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -67,7 +68,7 @@ def write_synthetic_shards(
             rows.append(_pair(rng, i))
             i += 1
         parts = max(1, min(files_per_split, n))
-        for fmt in ("sft", "pref"):
+        for fmt in ("sft", "pref", "kto"):
             for part in range(parts):
                 chunk = rows[part::parts]
                 if fmt == "sft":
@@ -83,6 +84,21 @@ def write_synthetic_shards(
                         "suffix",
                     ]
                     data = {c: [r[c] for r in chunk] for c in cols}
+                elif fmt == "kto":  # even rows kept (desirable), odd rows deleted
+                    good = [int(r["suggestion_id"][1:]) % 2 == 0 for r in chunk]
+                    data = {
+                        "prompt": [r["prompt"] for r in chunk],
+                        "completion": [
+                            r["completion"] if g else r["proposal"]
+                            for r, g in zip(chunk, good, strict=True)
+                        ],
+                        "label": good,
+                        "weight": [r["weight"] for r in chunk],
+                        "suggestion_id": [r["suggestion_id"] for r in chunk],
+                        "language": [r["language"] for r in chunk],
+                        "model_id": [r["model_id"] for r in chunk],
+                        "outcome": ["kept" if g else "deleted" for g in good],
+                    }
                 else:
                     data = {
                         "prompt": [r["prompt"] for r in chunk],

@@ -22,12 +22,14 @@ class TrainError(EchoError):
 
 @dataclass
 class TrainResult:
-    model_path: str  # final model, save_pretrained format (+ tokenizer)
+    model_path: str  # final model, save_pretrained format (+ tokenizer); merged with --lora
     checkpoint_path: str  # the last Ray Train checkpoint (storage path)
     steps: int
     finished: bool  # False when --stop-after-steps ended the run early
     manifest_sha256: str
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    adapter_path: str | None = None  # --lora: the peft adapter (its base recorded in it)
+    trainable_params: int | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -40,7 +42,7 @@ class TrainResult:
 def _texts(root: str, entries: dict[str, list[Any]], fim: dict[str, str]) -> Iterator[str]:
     """Shard text for training a BPE (sentinels stripped from the prompts)."""
     for fmt, sel in entries.items():
-        cols = ["prompt", "completion"] if fmt == "sft" else ["prompt", "chosen", "rejected"]
+        cols = ["prompt", "chosen", "rejected"] if fmt == "pref" else ["prompt", "completion"]
         table = read_table(root, sel, cols)
         for col in cols:
             for text in table.column(col).to_pylist():
@@ -170,6 +172,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     return _finish(cfg, out, result.checkpoint, manifest.sha256)
 
 
+def _copy_lora(checkpoint: Path, out: Path, meta: dict[str, Any]) -> str | None:
+    """--lora: ``OUT/adapter`` (and ``OUT/base`` for config-built models) from the final
+    checkpoint, the adapter pointing at its base; None for full fine-tuning."""
+    from echo.train.lora import ADAPTER_DIR, BASE_DIR, point_adapter_at_base
+
+    if not (checkpoint / ADAPTER_DIR).is_dir():
+        return None
+    for name in (ADAPTER_DIR, BASE_DIR):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        if (checkpoint / name).is_dir():
+            shutil.copytree(checkpoint / name, out / name)
+    spec = meta.get("model_spec") or {}
+    base = str(out / BASE_DIR) if (out / BASE_DIR).is_dir() else str(spec.get("source", ""))
+    point_adapter_at_base(out / ADAPTER_DIR, base)
+    return str(out / ADAPTER_DIR)
+
+
 def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> TrainResult:
     from echo.train.checkpoint import HF_DIR, read_meta
     from echo.train.metrics import read_metrics
@@ -184,6 +204,7 @@ def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> 
         # rank 0 may have run on another node: the driver's copy comes from the checkpoint
         shutil.copy(Path(d) / "metrics.jsonl", out / "metrics.jsonl")
         shutil.copy(Path(d) / "ds_config.json", out / "ds_config.json")
+        adapter = _copy_lora(Path(d), out, meta)
     res = TrainResult(
         model_path=str(model_dir),
         checkpoint_path=str(checkpoint.path),
@@ -191,6 +212,8 @@ def _finish(cfg: TrainConfig, out: Path, checkpoint: Any, manifest_sha: str) -> 
         finished=bool(meta["finished"]),
         manifest_sha256=manifest_sha,
         metrics=metrics,
+        adapter_path=adapter,
+        trainable_params=meta.get("trainable_params"),
     )
     summary = {k: v for k, v in res.to_dict().items() if k != "metrics"}
     summary["final"] = res.final

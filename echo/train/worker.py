@@ -44,6 +44,21 @@ def _injected_fault(run_name: str, step: int, rank: int) -> None:
         raise RuntimeError(f"injected fault before step {step + 1} ({FAULT_ENV})")
 
 
+def _lora_export(cfg: TrainConfig, config: dict[str, Any]) -> Any:
+    """Rank 0's writer of adapter/, hf/ (merged) and base/ from the full state dict."""
+    from echo.train.lora import export_lora
+    from echo.train.model import build_model
+
+    def rebuild() -> Any:
+        return build_model(config["model_spec"], config["tokenizer_info"], cfg.seed)
+
+    def export(state: dict[str, Any], directory: Path) -> None:
+        export_lora(state, rebuild, cfg, config["tokenizer"], directory,
+                    save_base=config["model_spec"]["kind"] == "config")  # fmt: skip
+
+    return export
+
+
 def train_loop(config: dict[str, Any]) -> None:
     cfg = TrainConfig(**config["run"])
     if not cfg.use_gpu:
@@ -55,17 +70,13 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from echo.train import checkpoint as ck
-    from echo.train.data import (
-        BatchPlan,
-        EncodeSpec,
-        collate_pref,
-        collate_sft,
-        examples_from_shard,
-    )
+    from echo.train.config import REFERENCE_OBJECTIVES
+    from echo.train.data import COLLATE, BatchPlan, EncodeSpec, examples_from_shard, primary_format
     from echo.train.deepspeed_config import build_ds_config, resolve_precision, total_steps
+    from echo.train.lora import AdapterOffReference, prepare_model, trainable_params
     from echo.train.metrics import MetricsLog, device_peak_flops, mfu, progress_line, read_metrics
     from echo.train.model import build_model, count_params
-    from echo.train.objectives import objective_loss, trained_tokens
+    from echo.train.objectives import KTOParams, objective_loss, trained_tokens
 
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -93,7 +104,7 @@ def train_loop(config: dict[str, Any]) -> None:
         fmt: examples_from_shard(rt.get_dataset_shard(fmt), config["tokenizer"], fmt, enc)
         for fmt in formats
     }
-    primary = "pref" if cfg.objective == "dpo" else "sft"
+    primary = primary_format(cfg.objective)
     plans = {
         fmt: BatchPlan(len(ex), cfg.micro_batch_size, cfg.seed) for fmt, ex in examples.items()
     }
@@ -110,10 +121,12 @@ def train_loop(config: dict[str, Any]) -> None:
     bf16_ok = bool(cfg.use_gpu and torch.cuda.is_bf16_supported())
     precision = resolve_precision(cfg, bf16_ok)
     ds_config = build_ds_config(cfg, world_size=world, steps=steps, precision=precision)
-    model = build_model(config["model_spec"], config["tokenizer_info"], cfg.seed)
-    n_params = count_params(model)
-    ref_model = None
-    if cfg.objective in ("dpo", "sft+dpo"):
+    model = prepare_model(
+        build_model(config["model_spec"], config["tokenizer_info"], cfg.seed), cfg
+    )  # + gradient checkpointing, LoRA adapters (echo.train.lora)
+    n_params, n_trainable = count_params(model), trainable_params(model)
+    ref_model: Any = None
+    if cfg.objective in REFERENCE_OBJECTIVES and not cfg.lora:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         ref_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval().requires_grad_(False)
     engine, _, _, scheduler = deepspeed.initialize(
@@ -121,6 +134,9 @@ def train_loop(config: dict[str, Any]) -> None:
         model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=ds_config,
     )
+    if cfg.objective in REFERENCE_OBJECTIVES and cfg.lora:
+        ref_model = AdapterOffReference(engine, engine.module)  # the base: adapters off
+    kto = KTOParams(cfg.kto_beta, cfg.kto_desirable_weight, cfg.kto_undesirable_weight)
     # DeepSpeed's warm-up schedulers start at iteration -1 (lr 0 for the first step):
     # position them on iteration 0 so step 1 trains at the schedule's first LR.
     scheduler.step(0)
@@ -155,30 +171,23 @@ def train_loop(config: dict[str, Any]) -> None:
         sums: dict[str, float] = {}
         tokens = 0
         for _ in range(cfg.grad_accum):
-            sft_b = (
-                to_device(collate_sft(examples["sft"], next(streams["sft"]), pad_id))
-                if "sft" in streams
-                else None
-            )
-            pref_b = (
-                to_device(collate_pref(examples["pref"], next(streams["pref"]), pad_id))
-                if "pref" in streams
-                else None
-            )
+            b = {f: to_device(COLLATE[f](examples[f], next(st), pad_id)) for f, st in streams.items()}
             loss, stats = objective_loss(
                 cfg.objective,
                 engine,
                 ref_model,
-                sft_b,
-                pref_b,
+                b.get("sft"),
+                b.get("pref"),
                 beta=cfg.dpo_beta,
                 sft_weight=cfg.sft_weight,
                 use_weights=cfg.use_pair_weights,
+                kto_batch=b.get("kto"),
+                kto=kto,
             )
             engine.backward(loss)
             engine.step()
             cursor += 1
-            tokens += trained_tokens(cfg.objective, sft_b, pref_b)
+            tokens += trained_tokens(cfg.objective, b.get("sft"), b.get("pref"), b.get("kto"))
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
         names = sorted(sums)
@@ -212,7 +221,8 @@ def train_loop(config: dict[str, Any]) -> None:
                 d = Path(tmp)
                 ck.save_state(engine, d, rank)
                 if last:
-                    ck.save_hf(engine, config["tokenizer"], d, rank, cfg.zero_stage)
+                    ck.save_hf(engine, config["tokenizer"], d, rank, cfg.zero_stage,
+                               _lora_export(cfg, config) if cfg.lora else None)  # fmt: skip
                 if rank == 0:
                     per = plans[primary].batches_per_epoch
                     meta = {
@@ -230,6 +240,7 @@ def train_loop(config: dict[str, Any]) -> None:
                         "world_size": world,
                         "precision": precision,
                         "params": n_params,
+                        "trainable_params": n_trainable,
                     }
                     ck.write_meta(d, meta, ds_config)
                     assert log is not None

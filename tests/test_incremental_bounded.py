@@ -1,0 +1,141 @@
+"""Bounded incremental runs (docs/architecture.md, "Incremental runs"): the rules that
+decide which state a late event can change, each checked against one run over all
+batches, and the day partitions a batch rewrites."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from tests.helpers import Ev, read_table, write_jsonl
+from tests.test_incremental import one_run_vs_batches
+
+DAY = 86_400_000
+T0 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
+GAP = 1_800_000
+WINDOW = 600_000
+
+
+def _batches(tmp: Path, *parts: list[dict]) -> list[Path]:
+    return [write_jsonl(tmp / f"b{i}" / "e.jsonl", p) for i, p in enumerate(parts)]
+
+
+def test_a_late_event_that_bridges_two_sessions_merges_them(spark, tmp_path):
+    ev = Ev(user="m", t0=T0 + 3_600_000)
+    a = ev.shown("s1", "x = 1")
+    b = ev.shown("s2", "y = 2", ts=a["ts_ms"] + 2 * GAP)  # two sessions: the gap is 2 * GAP
+    bridge = ev.edit(0, 0, "z", ts=a["ts_ms"] + GAP)  # exactly GAP from both: joins both
+    whole, inc = one_run_vs_batches(_batches(tmp_path, [a, b], [bridge]), tmp_path)
+    assert inc == whole
+    assert [s[0] for s in whole["silver/sessions"]] == [f"m/{a['ts_ms']}"]
+    assert {s[1] for s in whole["silver/suggestions"]} == {f"m/{a['ts_ms']}"}
+
+
+def test_a_late_event_that_extends_a_session_moves_the_horizon(spark, tmp_path):
+    from tests.helpers import run_stages
+
+    ev = Ev(user="h", t0=T0 + 3_600_000)
+    t = ev.t
+    first = [ev.shown("s", "x = 1", ts=t), ev.accepted("s", "x = 1", ts=t + 1_000),
+             ev.edit(4, 1, "2", ts=t + 3_501_000)]  # its own session: past the horizon  # fmt: skip
+    other = Ev(user="h", doc="other", t0=t + 1_751_000)
+    late = other.edit(0, 0, "#")  # joins the two sessions: the horizon moves past the edit
+    batches = _batches(tmp_path, first, [late])
+    window = ["--refine-window-s", "3600"]  # wider than the session gap, so the session end decides
+    outcomes = {}
+    for name, runs in {"whole": [batches], "inc": [[b] for b in batches], "first": [batches[:1]]}.items():
+        lake = str(tmp_path / name)
+        for run in runs:
+            run_stages(run, lake, *window)
+        s = read_table(lake, "silver/suggestions")
+        outcomes[name] = list(zip(s.outcome, s.final_text, s.horizon_ts_ms, strict=True))
+    assert outcomes["inc"] == outcomes["whole"] == [("refined", "x = 2", t + 3_501_000)]
+    assert outcomes["first"] == [("kept", "x = 1", t + 1_000)]
+
+
+def test_a_late_shown_resolves_an_orphan_of_another_document(spark, tmp_path):
+    ev = Ev(user="o", doc="d1", t0=T0 + 3_600_000)
+    acc = ev.accepted("s", "x = 1")
+    other = Ev(user="o", doc="d2", t0=T0 + 3_600_000 - 5_000)
+    shown = other.shown("s", "x = 1")
+    lake_rows = one_run_vs_batches(_batches(tmp_path, [acc], [shown]), tmp_path)
+    whole, inc = lake_rows
+    assert inc == whole
+    assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]  # no orphan row left
+
+
+def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spark, tmp_path):
+    shown = Ev(user="p", doc="d2", t0=T0 + 3_600_000).shown("s", "x = 1")
+    acc = Ev(user="p", doc="d1", t0=T0 + 3_700_000).accepted("s", "x = 1")
+    whole, inc = one_run_vs_batches(_batches(tmp_path, [shown], [acc]), tmp_path)
+    assert inc == whole
+    assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]
+
+
+def test_an_event_arriving_after_many_later_batches_is_placed_exactly(spark, tmp_path):
+    days = []
+    for d in range(4):
+        ev = Ev(user="l", doc=f"d{d}", t0=T0 + d * DAY + 3_600_000)
+        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
+                     ev.edit(0, 0, "q", ts=ev.t + 2 * GAP)])  # fmt: skip
+    late = days[0].pop()  # day 0's last edit arrives after days 1..3
+    whole, inc = one_run_vs_batches(_batches(tmp_path, *days, [late]), tmp_path)
+    assert inc == whole
+    assert len(whole["silver/sessions"]) == 8
+
+
+def _files_by_partition(lake: str, table: str, column: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for f in pa.table(DeltaTable(os.path.join(lake, table)).get_add_actions(flatten=True)).to_pylist():
+        out.setdefault(str(f[f"partition.{column}"]), set()).add(f["path"])
+    return out
+
+
+def test_a_batch_of_one_day_rewrites_only_that_days_partitions(spark, tmp_path):
+    from tests.helpers import run_stages
+
+    def day_events(d: int, user: str) -> list[dict]:
+        ev = Ev(user=user, doc=f"d{d}", t0=T0 + d * DAY + 3_600_000)
+        return [ev.shown(f"{user}{d}", "x = 1"), ev.accepted(f"{user}{d}", "x = 1", ts=ev.t + 1_000)]
+
+    lake = str(tmp_path / "lake")
+    run_stages([write_jsonl(tmp_path / "b0" / "e.jsonl", day_events(0, "a") + day_events(1, "a"))], lake)
+    tables = {"silver/sessions": "start_date", "silver/suggestions": "day", "gold/acceptance_metrics": "day"}
+    before = {t: _files_by_partition(lake, t, c) for t, c in tables.items()}
+    run_stages([write_jsonl(tmp_path / "b1" / "e.jsonl", day_events(1, "b"))], lake)
+    for t, c in tables.items():
+        after = _files_by_partition(lake, t, c)
+        assert after["2023-11-15"] == before[t]["2023-11-15"], t  # day 0: untouched
+        assert after["2023-11-16"] != before[t]["2023-11-16"], t  # day 1: rewritten
+    assert sorted(read_table(lake, "silver/sessions").user_id) == ["a", "a", "b"]
+
+
+def test_a_changed_session_gap_is_refused_naming_both_values(spark, tmp_path):
+    import pytest
+
+    from echo.errors import LakeError
+    from echo.jobs import sessionize
+    from tests.helpers import run_stages
+
+    ev = Ev(user="g", t0=T0)
+    lake = str(tmp_path / "lake")
+    run_stages(_batches(tmp_path, [ev.shown("s", "x = 1")]), lake)
+    before = read_table(lake, "silver/sessions")
+    with pytest.raises(LakeError, match=r"with --session-gap-s 1800; this run asks for --session-gap-s 600"):
+        sessionize.main(["--lake", lake, "--quiet", "--session-gap-s", "600"])
+    assert read_table(lake, "silver/sessions").equals(before)
+
+
+def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spark, tmp_path):
+    ev = Ev(user="c", t0=T0 + 3_600_000)
+    first = ev.shown("s", "x = 1")
+    copy = {**first, "ts_ms": first["ts_ms"] + 5 * DAY}  # same event_id, other content and day
+    identical = dict(first)
+    whole, inc = one_run_vs_batches(_batches(tmp_path, [first], [Ev(user="d", t0=T0 + 9 * DAY).shown("t", "y")],
+                                              [copy, identical]), tmp_path)  # fmt: skip
+    assert inc == whole
+    assert [r[1] for r in whole["bronze/quarantine"]] == ["conflicting_duplicate"]
+    assert sorted(r[0] for r in whole["bronze/events"]) == sorted([first["event_id"], "d-d1-00001"])
