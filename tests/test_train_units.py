@@ -22,6 +22,30 @@ def _cfg(**kw: Any) -> TrainConfig:
     return TrainConfig(shards="s", model="m", out="o", **kw)
 
 
+# -- the bare loop's schedule -------------------------------------------------------------
+
+
+def test_linear_schedule_warms_up_then_decays_to_its_floor() -> None:
+    from echo.train.bare import lr_factor
+
+    f = [lr_factor(s, 100, warmup_steps=10, schedule="linear", min_lr_ratio=0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(0.91)
+    assert f[50] == pytest.approx(0.5) and f[99] == pytest.approx(0.1)
+
+
+def test_cosine_schedule_ends_at_the_min_ratio() -> None:
+    from echo.train.bare import lr_factor
+
+    assert lr_factor(0, 10, schedule="cosine", min_lr_ratio=0.2) == pytest.approx(1.0)
+    assert lr_factor(10, 10, schedule="cosine", min_lr_ratio=0.2) == pytest.approx(0.2)
+
+
+def test_constant_schedule_without_warmup_is_the_peak() -> None:
+    from echo.train.bare import lr_factor
+
+    assert {lr_factor(s, 5) for s in range(5)} == {1.0}
+
+
 # -- DeepSpeed config ----------------------------------------------------------------------
 
 
