@@ -142,6 +142,16 @@ class ConfigParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
+def add_flag(parser: argparse.ArgumentParser, name: str, help: str, *, default: bool = False) -> None:
+    """A boolean option, spelled the one way every command spells one: ``--NAME`` turns it
+    on, ``--no-NAME`` off (boolean config settings get the same pair; a YAML value goes
+    through :func:`parse_bool`)."""
+    parser.add_argument(
+        f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction,
+        default=default, help=help,
+    )  # fmt: skip
+
+
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -154,7 +164,8 @@ def parse_bool(value: Any) -> bool:
 
 
 def add_config_args(parser: argparse.ArgumentParser, *classes: type) -> None:
-    """Add one ``--flag`` per field of each config class (default: not given)."""
+    """Add one ``--flag`` per field of each config class (default: not given); a boolean
+    field is the pair ``--flag`` / ``--no-flag``."""
     group = parser.add_argument_group("settings (also settable in the --config YAML)")
     for cls in classes:
         for f in dataclasses.fields(cls):
@@ -169,6 +180,9 @@ def add_config_args(parser: argparse.ArgumentParser, *classes: type) -> None:
                 "default": argparse.SUPPRESS,
                 "help": f"{help_text} (default: {default!r})",
             }
+            if tp is bool:  # --flag / --no-flag, as add_flag
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+                continue
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             kwargs["type"] = _converter(tp)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 #: MLflow refuses parameter values longer than this (6000 in older servers).
@@ -43,7 +43,7 @@ STEP_METRICS = ("loss", "lr", "tokens_per_s", "mfu", "step_time_s", "dpo_margin"
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(Validated):
     """Experiment tracking (MLflow)."""
 
     tracking_uri: str = setting(
@@ -52,6 +52,10 @@ class TrackingConfig:
         "MLFLOW_TRACKING_URI, and without it nothing is tracked",
     )
     experiment: str = setting("echo", "MLflow experiment the runs go to")
+
+    def validate(self) -> None:
+        if not self.experiment:
+            raise ConfigError("--experiment must name an MLflow experiment")
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:

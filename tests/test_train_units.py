@@ -97,7 +97,7 @@ def test_precision_selection(use_gpu: bool, precision: str, bf16_hw: bool, expec
 
 def test_half_precision_on_cpu_is_refused() -> None:
     with pytest.raises(ConfigError, match="needs --use-gpu"):
-        _cfg(precision="bf16").check()
+        _cfg(precision="bf16")
 
 
 def test_batch_accumulation_and_clipping_keys() -> None:
@@ -168,9 +168,9 @@ def test_check_meta_refuses_another_world_size_with_one_line() -> None:
 
 
 def test_max_failures_setting_is_checked() -> None:
-    _cfg(max_failures=-1).check()
+    assert _cfg(max_failures=-1).max_failures == -1
     with pytest.raises(ConfigError, match="max_failures"):
-        _cfg(max_failures=-2).check()
+        _cfg(max_failures=-2)
 
 
 # -- evaluate: the keep threshold ------------------------------------------------------------

@@ -93,7 +93,6 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     from echo.simulate.corpus import Corpus
     from echo.spark import spark_session
 
-    cfg.validate()
     started = time.monotonic()
     log = _log(cfg, started)
     out = Path(cfg.out).resolve()

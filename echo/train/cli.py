@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echo.config import ConfigParser, add_config_args, parse_bool, resolve
+from echo.config import ConfigParser, add_config_args, resolve
 from echo.tracking import TrackingConfig, tracked
 from echo.train.config import TrainConfig
 
@@ -14,16 +14,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = ConfigParser(
         prog="echo-pipeline train",
         description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
-    )
-    # a bare --use-gpu means true (the generic flag wants a value)
-    p.add_argument(
-        "--use-gpu",
-        dest="use_gpu",
-        nargs="?",
-        const=True,
-        type=parse_bool,
-        default=argparse.SUPPRESS,
-        help="one GPU per worker (NCCL); bare flag = true",
     )
     add_config_args(p, TrainConfig, TrackingConfig)
     return p

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from echo import contract
-from echo.config import ConfigParser
+from echo.config import ConfigParser, add_flag
 from echo.errors import EchoError
 from echo.train.data import open_shards, read_table
 
@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "contract's min_refine_similarity, 0.5)",
     )
     p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_flag(p, "quiet", "no progress bar")
     from echo.config import add_config_args, resolve
     from echo.tracking import TrackingConfig, tracked
 

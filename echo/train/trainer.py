@@ -101,7 +101,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run a fine-tuning job on the shards; returns the final model path and metrics."""
     from echo.train.model import build_tokenizer, resolve_model_spec, tokenizer_info
 
-    cfg.check()
     fmts = formats_for(cfg.objective)
     manifest, entries = open_shards(cfg.shards, fmts, "train")
     for fmt, sel in entries.items():
