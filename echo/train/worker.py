@@ -7,7 +7,6 @@ manifest hash, metrics path): no module globals. Rank 0 alone logs and writes me
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -22,26 +21,6 @@ def _say(line: str) -> None:
     """Rank 0's progress line, written once (Ray Train's patched print logs it twice)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-#: testing hook: a JSON file ``{"run_name": ..., "step": k}``; rank 0 of that run fails
-#: once (the file is renamed to ``*.fired``) before optimizer step k+1, to exercise
-#: ``--max-failures`` recovery through Ray Train. Unset in normal runs.
-FAULT_ENV = "ECHO_TRAIN_FAULT_FILE"
-
-
-def _injected_fault(run_name: str, step: int, rank: int) -> None:
-    path = os.environ.get(FAULT_ENV)
-    if not path or rank != 0:
-        return
-    p = Path(path)
-    try:
-        plan = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if plan.get("run_name") == run_name and int(plan.get("step", -1)) == step:
-        p.rename(p.with_name(p.name + ".fired"))
-        raise RuntimeError(f"injected fault before step {step + 1} ({FAULT_ENV})")
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -149,8 +128,10 @@ def train_loop(config: dict[str, Any]) -> None:
     def to_device(batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(device) for k, v in batch.items()}
 
+    before_step = config.get("before_step")  # train(cfg, before_step=...): the caller's hook
     for step in range(start_step, stop):
-        _injected_fault(cfg.run_name, step, rank)
+        if before_step is not None:
+            before_step(step, rank)
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         tokens = 0
