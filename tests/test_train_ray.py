@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from echo.train.trainer import TrainError
 
 pytestmark = pytest.mark.train
 STEPS, STOP = 4, 2
+# the hooks defined here travel to Ray's workers, which cannot import this test module
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from echo.tracking import log_train_start
 
             log_train_start(run, cfg.to_dict(), cfg.shards)
-        result = train(cfg)
+        result = train(cfg, after_step=run.live_metrics() if run is not None else None)
         if run is not None:
             from echo.tracking import log_train_result
 

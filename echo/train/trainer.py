@@ -99,14 +99,20 @@ def _check_resumable(cfg: TrainConfig, manifest_sha: str) -> None:
 
 #: ``before_step(step, rank)``: called on every worker before each optimizer step (0-based)
 StepHook = Callable[[int, int], None]
+#: ``after_step(row)``: called on rank 0 with each step's metrics row (as in metrics.jsonl)
+MetricsHook = Callable[[dict[str, Any]], None]
 
 
-def train(cfg: TrainConfig, *, before_step: StepHook | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, *, before_step: StepHook | None = None, after_step: MetricsHook | None = None
+) -> TrainResult:
     """Run a fine-tuning job on the shards; returns the final model path and metrics.
 
-    ``before_step(step, rank)`` runs on every worker before each optimizer step (it
-    travels to the workers pickled): a place to observe a run or, in tests, to make a
-    worker fail at a chosen step. An exception it raises fails that worker."""
+    The hooks travel to the workers pickled. ``before_step(step, rank)`` runs on every
+    worker before each optimizer step: a place to observe a run or, in tests, to make a
+    worker fail at a chosen step (an exception it raises fails that worker).
+    ``after_step(row)`` runs on rank 0 when a step's metrics are known (loss, lr,
+    tokens/s, MFU, ...): live experiment tracking (:class:`echo.tracking.LiveMetrics`)."""
     from echo.train.model import build_tokenizer, resolve_model_spec, tokenizer_info
 
     fmts = formats_for(cfg.objective)
@@ -149,6 +155,7 @@ def train(cfg: TrainConfig, *, before_step: StepHook | None = None) -> TrainResu
         "metrics_path": str(out / "metrics.jsonl"),
         "resume_from": cfg.resume_from,
         "before_step": before_step,
+        "after_step": after_step,
     }
     resources = {"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {}
     resources["CPU"] = cfg.cpus_per_worker

@@ -128,7 +128,8 @@ def train_loop(config: dict[str, Any]) -> None:
     def to_device(batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(device) for k, v in batch.items()}
 
-    before_step = config.get("before_step")  # train(cfg, before_step=...): the caller's hook
+    before_step = config.get("before_step")  # train(cfg, before_step=, after_step=): the
+    after_step = config.get("after_step")  # caller's hooks (after_step: rank 0 only)
     for step in range(start_step, stop):
         if before_step is not None:
             before_step(step, rank)
@@ -184,6 +185,8 @@ def train_loop(config: dict[str, Any]) -> None:
         )
         if log is not None:
             log.write(row)
+            if after_step is not None:
+                after_step(row)
             if (step + 1) % cfg.log_every == 0 or step + 1 == stop:
                 _say(progress_line(row, steps))
 
