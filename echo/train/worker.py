@@ -42,7 +42,7 @@ def train_loop(config: dict[str, Any]) -> None:
         examples_from_shard,
     )
     from echo.train.deepspeed_config import build_ds_config, resolve_precision, total_steps
-    from echo.train.metrics import MetricsLog, device_peak_flops, mfu, progress_line, read_metrics
+    from echo.train.metrics import MetricsLog, device_peak_flops, mfu, read_metrics
     from echo.train.model import build_model, count_params
     from echo.train.objectives import objective_loss, trained_tokens
 
@@ -188,7 +188,7 @@ def train_loop(config: dict[str, Any]) -> None:
             if after_step is not None:
                 after_step(row)
             if (step + 1) % cfg.log_every == 0 or step + 1 == stop:
-                _say(progress_line(row, steps))
+                _say(log.progress_line(row, steps))
 
         last = step + 1 == stop
         if last or (cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0):
