@@ -3,7 +3,8 @@
 Every setting is a dataclass field whose ``metadata["help"]`` documents it. The same
 field is settable three ways, lowest priority first: its default, a YAML file given with
 ``--config FILE`` (field names with underscores), and a command-line flag (the field
-name with dashes: ``--session-gap-s``). The command line wins.
+name with dashes: ``--session-gap-s``; a boolean is the pair ``--flag`` / ``--no-flag``).
+The command line wins. Every section checks its values when it is made (:class:`Validated`).
 
 A command may combine several config sections (for example ``run`` uses the pipeline
 section and the pairs section); YAML keys are flat and go to the section that owns them.
