@@ -3,7 +3,8 @@
 Every setting is a dataclass field whose ``metadata["help"]`` documents it. The same
 field is settable three ways, lowest priority first: its default, a YAML file given with
 ``--config FILE`` (field names with underscores), and a command-line flag (the field
-name with dashes: ``--session-gap-s``). The command line wins.
+name with dashes: ``--session-gap-s``; a boolean is the pair ``--flag`` / ``--no-flag``).
+The command line wins. Every section checks its values when it is made (:class:`Validated`).
 
 A command may combine several config sections (for example ``run`` uses the pipeline
 section and the pairs section); YAML keys are flat and go to the section that owns them.
@@ -142,6 +143,16 @@ class ConfigParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
+def add_flag(parser: argparse.ArgumentParser, name: str, help: str, *, default: bool = False) -> None:
+    """A boolean option, spelled the one way every command spells one: ``--NAME`` turns it
+    on, ``--no-NAME`` off (boolean config settings get the same pair; a YAML value goes
+    through :func:`parse_bool`)."""
+    parser.add_argument(
+        f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction,
+        default=default, help=help,
+    )  # fmt: skip
+
+
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -154,7 +165,8 @@ def parse_bool(value: Any) -> bool:
 
 
 def add_config_args(parser: argparse.ArgumentParser, *classes: type) -> None:
-    """Add one ``--flag`` per field of each config class (default: not given)."""
+    """Add one ``--flag`` per field of each config class (default: not given); a boolean
+    field is the pair ``--flag`` / ``--no-flag``."""
     group = parser.add_argument_group("settings (also settable in the --config YAML)")
     for cls in classes:
         for f in dataclasses.fields(cls):
@@ -169,6 +181,9 @@ def add_config_args(parser: argparse.ArgumentParser, *classes: type) -> None:
                 "default": argparse.SUPPRESS,
                 "help": f"{help_text} (default: {default!r})",
             }
+            if tp is bool:  # --flag / --no-flag, as add_flag
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+                continue
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             kwargs["type"] = _converter(tp)

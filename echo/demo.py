@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from echo.config import ConfigParser, LakeConfig, PipelineConfig
+from echo.config import ConfigParser, LakeConfig, PipelineConfig, add_flag
 from echo.errors import ConfigError
 from echo.progress import Progress
 
@@ -38,10 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="demo", help="output directory (default: demo)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_flag(parser, "quiet", "no progress lines")
     parser.add_argument("--rounds", type=int, default=1, help="Echo rounds of the loop")
-    parser.add_argument("--data-only", action="store_true",
-                        help="only simulate telemetry and run the data pipeline on it")  # fmt: skip
+    add_flag(parser, "data-only", "only simulate telemetry and run the data pipeline on it")
     parser.add_argument("--users", type=int, default=20, help="simulated users (--data-only)")
     parser.add_argument("--days", type=int, default=2, help="simulated days (--data-only)")
     parser.add_argument("--batches", type=int, default=3, help="delivery batches (--data-only)")
@@ -54,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from echo.loop.cli import main as loop_main
 
-        extra = ["--quiet", "true"] if args.quiet else []
+        extra = ["--quiet"] if args.quiet else []
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
         if not uri:
             uri = f"sqlite:///{Path(args.out).resolve() / 'mlflow.db'}"

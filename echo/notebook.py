@@ -103,9 +103,6 @@ def show(obj: Any, title: str | None = None) -> str:
     if is_figure:
         path = out_dir() / f"{_slug(title or 'figure')}.png"
         obj.savefig(path, dpi=80, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(obj)
         print(f"[figure saved: {path}]")
         return str(path)
     text = render(obj)
@@ -182,11 +179,7 @@ def acceptance_figures(
     """Figures of the acceptance dashboard from gold/acceptance_metrics rows (pandas):
     acceptance rate per day and model, shown vs accepted per language, and (given counts
     of silver/suggestions with columns model_id, outcome, count) the outcome mix per model."""
-    import matplotlib
-
-    if _notebook_global("display") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no open figures
 
     figs: dict[str, Any] = {}
     m = metrics.copy()
@@ -194,7 +187,8 @@ def acceptance_figures(
     m["language"] = m["language"].fillna("(none)")
     daily = m.groupby(["day", "model_id"], as_index=False)[["shown", "accepted"]].sum()
     daily["acceptance_rate"] = daily["accepted"] / daily["shown"].where(daily["shown"] > 0)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     for model, g in daily.groupby("model_id"):
         ax.plot(g["day"].astype(str), g["acceptance_rate"], marker="o", label=str(model))
     ax.set_title("acceptance rate per day")
@@ -208,7 +202,8 @@ def acceptance_figures(
         .sum()
         .sort_values("shown", ascending=False)
     )
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     x = range(len(lang))
     ax.bar([i - 0.2 for i in x], lang["shown"], width=0.4, label="shown")
     ax.bar([i + 0.2 for i in x], lang["accepted"], width=0.4, label="accepted")
@@ -222,8 +217,15 @@ def acceptance_figures(
         mix = o.pivot_table(
             index="model_id", columns="outcome", values="count", aggfunc="sum", fill_value=0
         )
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        mix.plot(kind="bar", stacked=True, ax=ax)
+        fig = Figure(figsize=(7, 3.5))
+        ax = fig.subplots()
+        labels = [str(v) for v in mix.index]
+        bottom = [0.0] * len(labels)
+        for outcome in mix.columns:
+            vals = [float(v) for v in mix[outcome]]
+            ax.bar(labels, vals, bottom=bottom, label=str(outcome))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.legend(fontsize="small")
         ax.set_title("outcomes per model")
         ax.set_ylabel("suggestions")
         figs["outcomes per model"] = fig
@@ -322,13 +324,10 @@ def metrics_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def training_figure(rows: list[dict[str, Any]]) -> Any:
     """Loss, learning rate and tokens/s against the step."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no open figures
 
-    if _notebook_global("display") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig = Figure(figsize=(12, 3.2))
+    axes = fig.subplots(1, 3)
     for ax, key in zip(axes, ("loss", "lr", "tokens_per_s"), strict=True):
         pts = [
             (r["step"], r[key])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -27,16 +28,19 @@ class Progress:
         print(f"[{self.stage} {self.elapsed:7.1f}s] {message}{extra}", file=sys.stderr, flush=True)
 
 
-def bar(stage: str, total: int, unit: str, *, quiet: bool = False) -> Any:
+def bar(stage: str, total: int, unit: str, *, quiet: bool = False, items: Iterable[Any] | None = None) -> Any:
     """A progress bar with the rate and an estimate of the time left (tqdm), on stderr.
 
-    ``with bar("evaluate", n, "pairs") as b: ... b.update(k)``. Quiet: a bar that shows
-    nothing. Off a terminal (a log, CI) it redraws at most every 30 s, in ASCII.
+    ``with bar("evaluate", n, "pairs") as b: ... b.update(k)``, or over ``items``:
+    ``for r in bar("loop", n, "rounds", items=range(n))``. Quiet: a bar that shows
+    nothing. Off a terminal (a log, CI) it redraws at most every 30 s, in ASCII. Lines
+    printed while a bar is shown go through :func:`say`.
     """
     from tqdm import tqdm
 
     tty = sys.stderr.isatty()
     return tqdm(
+        items,
         total=total,
         desc=f"[{stage}]",
         unit=f" {unit}",
@@ -47,3 +51,10 @@ def bar(stage: str, total: int, unit: str, *, quiet: bool = False) -> Any:
         dynamic_ncols=tty,
         leave=True,
     )
+
+
+def say(line: str) -> None:
+    """One progress line on stderr that leaves an active progress bar intact (tqdm.write)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)

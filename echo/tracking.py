@@ -12,9 +12,11 @@ demo logs to ``sqlite:///<out>/mlflow.db`` unless told otherwise.
 
 What is logged:
 
-- ``train``: parameters (the resolved config), metrics per optimizer step from rank 0's
-  ``metrics.jsonl`` (``loss``, ``lr``, ``tokens_per_s``, ``mfu``, ``step_time_s``, and
-  ``dpo_margin`` for DPO) with their step numbers, logged when the run has finished;
+- ``train``: parameters (the resolved config), metrics per optimizer step from rank 0
+  (``loss``, ``lr``, ``tokens_per_s``, ``mfu``, ``step_time_s``, and ``dpo_margin`` for
+  DPO) with their step numbers, logged live as each step ends (:class:`LiveMetrics`, the
+  ``after_step`` hook of :func:`echo.train.trainer.train`; steps it could not log are
+  filled in from ``metrics.jsonl`` when the run has finished);
   tags ``echo.manifest_sha256`` and ``echo.source.<table>`` (the lake table versions the
   shards were built from); the final Hugging Face model as artifact ``model/``.
 - ``evaluate``: parameters, the model's and the deployed proposals' scores and their
@@ -27,13 +29,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 #: MLflow refuses parameter values longer than this (6000 in older servers).
@@ -43,7 +47,7 @@ STEP_METRICS = ("loss", "lr", "tokens_per_s", "mfu", "step_time_s", "dpo_margin"
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(Validated):
     """Experiment tracking (MLflow)."""
 
     tracking_uri: str = setting(
@@ -52,6 +56,10 @@ class TrackingConfig:
         "MLFLOW_TRACKING_URI, and without it nothing is tracked",
     )
     experiment: str = setting("echo", "MLflow experiment the runs go to")
+
+    def validate(self) -> None:
+        if not self.experiment:
+            raise ConfigError("--experiment must name an MLflow experiment")
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -111,9 +119,21 @@ class Tracker:
             self.mlflow.log_metrics(clean, step=step)
 
     def step_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Per-step training metrics, each at its optimizer step."""
+        """Per-step training metrics, each at its optimizer step; steps whose ``loss`` the
+        run already holds (logged live) are not logged again."""
+        from mlflow.tracking import MlflowClient
+
+        history = MlflowClient(self.mlflow.get_tracking_uri()).get_metric_history(self.run_id, "loss")
+        logged = {m.step for m in history}
         for row in rows:
-            self.metrics({k: row.get(k) for k in STEP_METRICS}, step=int(row["step"]))
+            if int(row["step"]) not in logged:
+                self.metrics({k: row.get(k) for k in STEP_METRICS}, step=int(row["step"]))
+
+    def live_metrics(self) -> LiveMetrics:
+        """The hook that logs rank 0's metrics of each step into this run as it ends."""
+        return LiveMetrics(
+            str(self.mlflow.get_tracking_uri()), self.run_id, os.environ.get(FILE_STORE_ENV, "")
+        )
 
     def artifacts(self, path: str | Path, artifact_path: str | None = None) -> None:
         p = Path(path)
@@ -126,6 +146,56 @@ class Tracker:
     def child(self, name: str) -> Iterator[Tracker]:
         with self.mlflow.start_run(run_name=name, nested=True) as run:
             yield Tracker(self.mlflow, run)
+
+
+#: MLflow 3 refuses a ``file:`` store unless this is "true"
+FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+
+
+@dataclass
+class LiveMetrics:
+    """``after_step`` hook of a training run: rank 0 logs each step's metrics row
+    (:data:`STEP_METRICS`) into the run ``run_id`` as the step ends, with its own MLflow
+    client (the hook is pickled to the worker). A store that fails is said once on stderr
+    and not tried again; the driver fills in the missing steps at the end."""
+
+    uri: str
+    run_id: str
+    file_store: str = ""  # the driver's MLFLOW_ALLOW_FILE_STORE, for the worker's process
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+    _broken: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "run_id": self.run_id, "file_store": self.file_store}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __call__(self, row: Mapping[str, Any]) -> None:
+        if self._broken:
+            return
+        try:
+            from mlflow.entities import Metric
+
+            if self._client is None:
+                if self.file_store:
+                    os.environ.setdefault(FILE_STORE_ENV, self.file_store)
+                from mlflow.tracking import MlflowClient
+
+                _quiet_mlflow()
+                self._client = MlflowClient(tracking_uri=self.uri)
+            ts, step = int(time.time() * 1000), int(row["step"])
+            metrics = [
+                Metric(k, float(v), ts, step)
+                for k in STEP_METRICS
+                if isinstance(v := row.get(k), (int, float)) and not isinstance(v, bool)
+            ]
+            if metrics:
+                self._client.log_batch(self.run_id, metrics=metrics)
+        except Exception as exc:  # tracking must not end a training run
+            self._broken = True
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"[echo.train] MLflow live metrics off: {msg}", file=sys.stderr, flush=True)
 
 
 @contextmanager

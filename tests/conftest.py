@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+#: the shared contract folder beside the checkout (ECHO_SHARED names another, e.g. for a
+#: git worktree that lives elsewhere)
+SHARED = Path(os.environ.get("ECHO_SHARED") or ROOT.parent / "shared")
 CONTRACT_SAMPLE = SHARED / "examples" / "contract-sample"
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

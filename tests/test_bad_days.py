@@ -19,7 +19,8 @@ from echo.errors import InputError
 from echo.lake.tables import ALL_TABLES
 from echo.sources import changed_inputs, list_inputs
 from tests.conftest import CONTRACT_SAMPLE, ROOT
-from tests.helpers import Ev, write_jsonl
+from tests.events import Ev
+from tests.helpers import write_jsonl
 from tests.test_crash import snapshot
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import subprocess
 import sys
 
 import pytest
 
 from echo.cli import COMMANDS, main
+from echo.config import ConfigParser, parse_bool
 
 
 def run(argv, capsys):
@@ -80,11 +84,64 @@ def test_python_dash_m_echo_prints_no_traceback(tmp_path):
         lambda: __import__("echo.config", fromlist=["LakeConfig"]).LakeConfig(buckets=-2),
         lambda: __import__("echo.pairs_config", fromlist=["PairsConfig"]).PairsConfig(train_ratio=-1.0),
         lambda: __import__("echo.pairs_config", fromlist=["ShardsConfig"]).ShardsConfig(out="x", workers=0),
+        lambda: __import__("echo.train.config", fromlist=["TrainConfig"]).TrainConfig(shards="s", model="m", out="o", lr=0),
+        lambda: __import__("echo.loop.config", fromlist=["LoopConfig"]).LoopConfig(out="o", rounds=0),
+        lambda: __import__("echo.simulate.config", fromlist=["FaultConfig"]).FaultConfig(late_rate=2.0),
+        lambda: __import__("echo.importers.cli", fromlist=["ImportConfig"]).ImportConfig(model_id=""),
+        lambda: __import__("echo.tracking", fromlist=["TrackingConfig"]).TrackingConfig(experiment=""),
     ],
-    ids=["pipeline", "lake", "pairs", "shards"],
+    ids=["pipeline", "lake", "pairs", "shards", "train", "loop", "faults", "import", "tracking"],
 )
 def test_a_config_section_is_checked_when_it_is_made(make):
     from echo.errors import ConfigError
 
     with pytest.raises(ConfigError):
         make()
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.fixture
+def parsers(monkeypatch: pytest.MonkeyPatch) -> dict[str, argparse.ArgumentParser | None]:
+    """The parser each command parses its arguments with (None: not a ConfigParser)."""
+    seen: list[argparse.ArgumentParser] = []
+
+    def grab(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        seen.append(self)
+        raise _Parsed
+
+    monkeypatch.setattr(ConfigParser, "parse_args", grab)
+    out: dict[str, argparse.ArgumentParser | None] = {}
+    for name, (module, _) in COMMANDS.items():
+        seen.clear()
+        with contextlib.suppress(_Parsed, SystemExit):
+            importlib.import_module(module).main(["--help"])
+        out[name] = seen[0] if seen else None
+    return out
+
+
+def test_every_command_parses_with_the_config_parser(parsers):
+    assert [name for name, p in parsers.items() if p is None] == []
+
+
+def test_every_boolean_option_is_a_flag_with_its_negation(parsers):
+    odd = [
+        f"{name} {'/'.join(a.option_strings)}"
+        for name, p in parsers.items() if p is not None
+        for a in p._actions
+        if isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or a.type is parse_bool
+    ]  # fmt: skip
+    assert odd == []
+
+
+def test_a_boolean_setting_is_set_and_cleared_by_its_flag_pair():
+    from echo.config import resolve
+    from echo.train.cli import build_parser
+    from echo.train.config import TrainConfig
+
+    base = ["--shards", "s", "--model", "m", "--out", "o"]
+    on = resolve(build_parser().parse_args([*base, "--use-gpu", "--precision", "bf16"]), TrainConfig)[0]
+    off = resolve(build_parser().parse_args([*base, "--no-use-pair-weights"]), TrainConfig)[0]
+    assert (on.use_gpu, off.use_pair_weights) == (True, False)

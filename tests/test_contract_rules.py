@@ -20,7 +20,8 @@ from echo.cli import main
 from echo.sources import READ_ERROR, ReadTask, list_inputs, read_task
 from echo.stages.validate import validate_json_line
 from tests.conftest import CONTRACT_SAMPLE, ROOT
-from tests.helpers import Ev, read_table, write_jsonl
+from tests.events import Ev, event
+from tests.helpers import read_table, write_jsonl
 
 T0 = 1_700_000_000_000
 S = 1000
@@ -83,9 +84,8 @@ def _tie_events(user: str, order: list[int]) -> list[dict[str, Any]]:
     rows = []
     for i in order:
         eid, ts = TIE_EVENTS[i]
-        rows.append({"event_id": f"{user}-{eid}", "event_type": "edit", "ts_ms": ts, "user_id": user,
-                     "doc_id": f"{user}:d", "doc_version": i + 1, "offset": 0, "delete_len": 0,
-                     "insert_text": "x"})  # fmt: skip
+        rows.append(event("edit", f"{user}-{eid}", ts, i + 1, user_id=user, doc_id=f"{user}:d",
+                          offset=0, delete_len=0, insert_text="x"))  # fmt: skip
     return rows
 
 

@@ -24,7 +24,8 @@ from echo.spark import (
     session_conf,
 )
 from tests.conftest import ROOT, skip_without_delta_spark
-from tests.helpers import Ev, write_jsonl
+from tests.events import Ev
+from tests.helpers import write_jsonl
 
 
 @pytest.fixture

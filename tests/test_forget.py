@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from helpers import Ev, write_jsonl
+from helpers import write_jsonl
 from upstream import BUCKETS, T0, FakeUpstream, run_pairs, suggestion
 
 from echo.lake.tables import (
@@ -21,6 +21,7 @@ from echo.lake.tables import (
     SUGGESTIONS,
 )
 from echo.progress import Progress
+from tests.events import Ev
 
 VICTIM = "user-forget-me"
 

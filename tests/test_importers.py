@@ -369,7 +369,7 @@ def test_import_of_a_missing_source_is_a_one_line_input_error(tmp_path: Path) ->
 def test_strict_import_fails_when_a_record_is_refused(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "autocomplete.jsonl", [continue_autocomplete("c1"), "{broken"])
     with pytest.raises(InputError, match=r"1 record\(s\) refused \(invalid_json=1\)"):
-        main(["--from", "continue", str(src), "--out", str(tmp_path / "out"), "--strict", "true", "--quiet"])
+        main(["--from", "continue", str(src), "--out", str(tmp_path / "out"), "--strict", "--quiet"])
 
 
 def test_import_reads_a_directory_of_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -213,7 +213,7 @@ def _bucket_files(lake: str, table: str) -> dict[int, set[str]]:
 
 def test_a_batch_of_one_user_rewrites_only_that_users_buckets(spark, tmp_path):
     from echo.lake.partitioning import user_bucket
-    from tests.helpers import Ev
+    from tests.events import Ev
 
     users = [f"user-{i}" for i in range(12)]
     rows = spark.createDataFrame([(u,) for u in users], "user_id string")

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import Ev, read_table, run_stages, write_jsonl
+from tests.events import Ev
+from tests.helpers import read_table, run_stages, write_jsonl
 
 BAD = b'{"event_id": "bad-1", "event_type": "shown"'  # truncated JSON
 

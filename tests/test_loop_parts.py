@@ -79,6 +79,28 @@ def test_pretraining_rows_tokenize_prompt_and_middle_apart() -> None:
         assert row == want
 
 
+def test_static_pretraining_lowers_the_loss_on_the_bare_loop(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from transformers import AutoModelForCausalLM
+
+    from echo.loop.static import pretrain_static
+    from echo.simulate.corpus import Corpus
+
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    for i, text in enumerate(public_files(6)):
+        (corpus_dir / f"m{i}.py").write_text(text, encoding="utf-8")
+    res = pretrain_static(
+        tmp_path / "static", corpus=Corpus.from_dir(corpus_dir, min_chars=50),
+        model_config={"model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64},
+        steps=20, batch_size=2, lr=5e-3, max_files=6, vocab_size=300, seed=0, prefix_chars=200,
+        suffix_chars=40, fim_mode="lm",
+    )  # fmt: skip
+    assert len(res.losses) == 20
+    assert sum(res.losses[-5:]) / 5 < sum(res.losses[:5]) / 5
+    assert AutoModelForCausalLM.from_pretrained(res.model_path).config.n_layer == 1
+
+
 def _round(echo: tuple[int, int], static: tuple[int, int], refined: int) -> dict[str, object]:
     from echo.loop.stats import wilson
 

@@ -171,3 +171,22 @@ def test_training_report_skips_a_torn_last_line(tmp_path: Path) -> None:
     report = notebook.training_report(str(tmp_path))
     assert [r["step"] for r in report["metrics"]] == [1]
     assert notebook.metrics_summary(report["metrics"])["last_loss"] == 2.0
+
+
+def test_figures_leave_matplotlibs_global_backend_alone(tmp_path: Path) -> None:
+    """The dashboards draw on Figure objects: no pyplot, no backend switch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib, pandas as pd\n"
+        "backend = matplotlib.rcParams._get_backend_or_none()\n"
+        "from echo import notebook\n"
+        "notebook.training_figure([{'step': 1, 'loss': 2.0, 'lr': 0.1, 'tokens_per_s': 5.0}])\n"
+        "m = pd.DataFrame({'day': ['2024-01-01'], 'model_id': ['m'], 'language': ['py'], 'shown': [2], 'accepted': [1]})\n"
+        "o = pd.DataFrame({'model_id': ['m', 'm'], 'outcome': ['kept', 'refined'], 'count': [1, 2]})\n"
+        "assert len(notebook.acceptance_figures(m, o)) == 3\n"
+        "print('matplotlib.pyplot' in sys.modules, matplotlib.rcParams._get_backend_or_none() == backend)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "True"]

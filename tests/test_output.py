@@ -136,3 +136,12 @@ def test_training_progress_line_has_an_estimate_of_the_time_left() -> None:
     row = {"step": 10, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "step_time_s": 2.0}
     assert progress_line(row, 40).endswith("eta 1m00s")
     assert "eta" not in progress_line({**row, "step": 40}, 40)
+
+
+def test_training_progress_bar_counts_the_rate_from_the_runs_first_step() -> None:
+    pytest.importorskip("torch")
+    from echo.train.metrics import progress_line
+
+    row = {"step": 12, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "step_time_s": 2.0}
+    line = progress_line(row, 20, elapsed=4.0, initial=10)  # resumed at 10: 2 steps in 4 s
+    assert "12/20" in line and "<00:16" in line and "loss 1.0000" in line

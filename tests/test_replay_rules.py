@@ -17,17 +17,13 @@ from typing import Any
 
 import pytest
 
+from echo.contract import EVENT_COLUMNS
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
 from tests.conftest import CONTRACT_SAMPLE
+from tests.events import event as contract_event
 
 DEFAULT = ReplaySettings()
 SESSION_END = 10_000_000  # far past every horizon unless a test says otherwise
-
-_EVENT_KEYS = (
-    "event_id", "event_type", "ts_ms", "user_id", "doc_id", "doc_version", "language",
-    "client", "suggestion_id", "model_id", "offset", "text", "prefix", "suffix",
-    "latency_ms", "accepted_text", "reason", "delete_len", "insert_text",
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- builders
@@ -36,21 +32,13 @@ _EVENT_KEYS = (
 def ev(
     event_type: str, event_id: str, ts_ms: int, doc_version: int, **fields: Any
 ) -> dict[str, Any]:
-    """One event of document ``d1`` of user ``u1``; unspecified fields are None."""
-    event: dict[str, Any] = dict.fromkeys(_EVENT_KEYS)
-    event.update(
-        event_id=event_id,
-        event_type=event_type,
-        ts_ms=ts_ms,
-        user_id="u1",
-        doc_id="d1",
-        doc_version=doc_version,
-        language="python",
-        session_id="u1/0",
-        session_end_ts_ms=SESSION_END,
-    )
-    event.update(fields)
-    return event
+    """One event of document ``d1`` of user ``u1`` as replay reads it: every contract
+    column (unspecified ones None) and the event's session."""
+    row: dict[str, Any] = dict.fromkeys(EVENT_COLUMNS)
+    row.update(contract_event(event_type, event_id, ts_ms, doc_version, language="python"),
+               session_id="u1/0", session_end_ts_ms=SESSION_END)  # fmt: skip
+    row.update(fields)
+    return row
 
 
 def shown(eid: str, ts: int, v: int, sid: str = "s1", **kw: Any) -> dict[str, Any]:
@@ -572,7 +560,7 @@ def _sample_events() -> list[dict[str, Any]]:
             continue
         record = _parse_valid(line)
         if record is not None and record["event_id"] not in kept:  # first one wins
-            kept[record["event_id"]] = {**dict.fromkeys(_EVENT_KEYS), **record}
+            kept[record["event_id"]] = {**dict.fromkeys(EVENT_COLUMNS), **record}
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in kept.values():
         by_user[event["user_id"]].append(event)

@@ -124,7 +124,6 @@ def test_spark_prompt_column_equals_the_python_definition(
     cfg = ShardsConfig(
         out="x", fim_mode=mode, max_prefix_chars=clips[0], max_suffix_chars=clips[1], **sentinels
     )
-    cfg.validate()
     df = spark.createDataFrame(
         [(i, p, s) for i, (p, s) in enumerate(FIM_INPUTS)], "i int, prefix string, suffix string"
     )

@@ -11,7 +11,7 @@ from echo.lake.tables import EVENT_FIELDS, SUGGESTIONS
 from echo.stages.replay import ReplaySettings
 from echo.stages.sessionize import assign_sessions, sessionize
 from echo.stages.track import acceptance_metrics, track
-from tests.helpers import Ev
+from tests.events import Ev
 
 T0 = 1_700_000_000_000
 GAP_S = 60

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.helpers import Ev, read_table, run_stages, write_jsonl
+from tests.events import Ev
+from tests.helpers import read_table, run_stages, write_jsonl
 
 T0 = 1_700_000_000_000
 S = 1000

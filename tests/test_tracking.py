@@ -4,7 +4,10 @@ with ``MlflowClient``."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,24 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
 # --- train and evaluate: a real (tiny) Ray Train run ----------------------------------
 
 
+@dataclass(frozen=True)
+class SeenSteps:
+    """A ``before_step`` hook: rank 0 writes down which steps' ``loss`` the MLflow run
+    holds before each optimizer step (one JSON list per step)."""
+
+    uri: str
+    run_id: str
+    out: str
+
+    def __call__(self, step: int, rank: int) -> None:
+        if rank != 0:
+            return
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        history = _client(self.uri).get_metric_history(self.run_id, "loss")
+        with open(self.out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(sorted(m.step for m in history)) + "\n")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
     ray = pytest.importorskip("ray")
@@ -133,3 +154,28 @@ def test_evaluate_logs_the_scores_it_reports(tracked_train: dict[str, Any], tmp_
     assert run.data.metrics["pairs"] == report["pairs"]
     assert run.data.tags["echo.manifest_sha256"] == report["manifest_sha256"]
     assert [a.path for a in _client(uri).list_artifacts(run.info.run_id)] == ["eval.json"]
+
+
+@pytest.mark.train
+def test_train_logs_each_step_while_it_runs_to_a_file_store(
+    tracked_train: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ray import cloudpickle
+
+    from echo.train import TrainConfig, train
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3: the file store on request
+    uri, seen = (tmp_path / "mlruns").as_uri(), tmp_path / "seen.jsonl"
+    cfg = TrainConfig(
+        shards=str(tracked_train["shards"]), model=str(tracked_train["root"] / "tiny.json"),
+        out=str(tmp_path / "run"), objective="sft", num_workers=1, max_steps=3, micro_batch_size=4,
+        seed=1, run_name="live",
+    )  # fmt: skip
+    with tracked(TrackingConfig(tracking_uri=uri, experiment="live"), "live", command="train") as run:
+        assert run is not None
+        train(cfg, before_step=SeenSteps(uri, run.run_id, str(seen)), after_step=run.live_metrics())
+    # before step k+1 the run already held steps 1..k: logged as they ended, not at the end
+    assert [json.loads(line) for line in seen.read_text().splitlines()] == [[], [1], [1, 2]]
+    (logged,) = _runs(uri, "live")
+    assert [m.step for m in _client(uri).get_metric_history(logged.info.run_id, "lr")] == [1, 2, 3]

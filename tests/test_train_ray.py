@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +21,30 @@ from echo.train import TrainConfig, evaluate, train
 from echo.train.metrics import read_metrics
 from echo.train.synthetic import TINY_LLAMA, write_synthetic_shards
 from echo.train.trainer import TrainError
-from echo.train.worker import FAULT_ENV
 
 pytestmark = pytest.mark.train
 STEPS, STOP = 4, 2
+# the hooks defined here travel to Ray's workers, which cannot import this test module
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@dataclass(frozen=True)
+class FailOnce:
+    """A ``before_step`` hook: rank 0 fails before optimizer step ``step + 1``, once (the
+    marker file remembers it across the restart of the workers)."""
+
+    marker: str
+    step: int
+
+    def __call__(self, step: int, rank: int) -> None:
+        if rank == 0 and step == self.step and not Path(self.marker).exists():
+            Path(self.marker).write_text("fired", encoding="utf-8")
+            raise RuntimeError(f"injected fault before step {step + 1}")
 
 
 @pytest.fixture(scope="module")
-def fault_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where a test plans an injected worker fault (see ``echo.train.worker.FAULT_ENV``)."""
-    return tmp_path_factory.mktemp("fault") / "fault.json"
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(fault_file: Path) -> Iterator[None]:
-    env = {"DS_ACCELERATOR": "cpu", FAULT_ENV: str(fault_file)}
+def ray_cluster() -> Iterator[None]:
+    env = {"DS_ACCELERATOR": "cpu"}
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
     yield
     ray.shutdown()
@@ -183,25 +194,25 @@ def test_evaluate_compares_model_with_logged_proposals(
 
 
 def test_worker_failure_without_max_failures_fails_the_run(
-    ray_cluster: None, base: dict[str, Any], fault_file: Path
+    ray_cluster: None, base: dict[str, Any]
 ) -> None:
-    fault_file.write_text(json.dumps({"run_name": "fragile", "step": 0}), encoding="utf-8")
     out = str(base["root"] / "fragile")
+    hook = FailOnce(str(base["root"] / "fragile.fired"), 0)
     with pytest.raises(TrainError, match="injected fault before step 1") as info:
-        train(_config(base, out, run_name="fragile", max_failures=0))
+        train(_config(base, out, run_name="fragile", max_failures=0), before_step=hook)
     assert "\n" not in str(info.value)
 
 
 def test_worker_failure_is_recovered_from_the_latest_checkpoint(
-    ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any], fault_file: Path
+    ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any]
 ) -> None:
     """--max-failures 1: rank 0 dies before step 4; Ray Train restarts the workers from
     the step-2 checkpoint and the run ends with the uninterrupted run's losses."""
-    fault_file.with_name(fault_file.name + ".fired").unlink(missing_ok=True)
-    fault_file.write_text(json.dumps({"run_name": "flaky", "step": 3}), encoding="utf-8")
+    marker = base["root"] / "flaky.fired"
     out = str(base["root"] / "flaky")
-    res = train(_config(base, out, run_name="flaky", checkpoint_every=2, max_failures=1))
-    assert not fault_file.exists() and fault_file.with_name(fault_file.name + ".fired").exists()
+    hook = FailOnce(str(marker), 3)
+    res = train(_config(base, out, run_name="flaky", checkpoint_every=2, max_failures=1), before_step=hook)
+    assert marker.exists()  # it failed once
     assert res.finished and res.steps == STEPS
     full = read_metrics(full_run["out"] / "metrics.jsonl")
     assert [r["step"] for r in res.metrics] == list(range(1, STEPS + 1))

@@ -22,6 +22,30 @@ def _cfg(**kw: Any) -> TrainConfig:
     return TrainConfig(shards="s", model="m", out="o", **kw)
 
 
+# -- the bare loop's schedule -------------------------------------------------------------
+
+
+def test_linear_schedule_warms_up_then_decays_to_its_floor() -> None:
+    from echo.train.bare import lr_factor
+
+    f = [lr_factor(s, 100, warmup_steps=10, schedule="linear", min_lr_ratio=0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(0.91)
+    assert f[50] == pytest.approx(0.5) and f[99] == pytest.approx(0.1)
+
+
+def test_cosine_schedule_ends_at_the_min_ratio() -> None:
+    from echo.train.bare import lr_factor
+
+    assert lr_factor(0, 10, schedule="cosine", min_lr_ratio=0.2) == pytest.approx(1.0)
+    assert lr_factor(10, 10, schedule="cosine", min_lr_ratio=0.2) == pytest.approx(0.2)
+
+
+def test_constant_schedule_without_warmup_is_the_peak() -> None:
+    from echo.train.bare import lr_factor
+
+    assert {lr_factor(s, 5) for s in range(5)} == {1.0}
+
+
 # -- DeepSpeed config ----------------------------------------------------------------------
 
 
@@ -73,7 +97,7 @@ def test_precision_selection(use_gpu: bool, precision: str, bf16_hw: bool, expec
 
 def test_half_precision_on_cpu_is_refused() -> None:
     with pytest.raises(ConfigError, match="needs --use-gpu"):
-        _cfg(precision="bf16").check()
+        _cfg(precision="bf16")
 
 
 def test_batch_accumulation_and_clipping_keys() -> None:
@@ -144,9 +168,9 @@ def test_check_meta_refuses_another_world_size_with_one_line() -> None:
 
 
 def test_max_failures_setting_is_checked() -> None:
-    _cfg(max_failures=-1).check()
+    assert _cfg(max_failures=-1).max_failures == -1
     with pytest.raises(ConfigError, match="max_failures"):
-        _cfg(max_failures=-2).check()
+        _cfg(max_failures=-2)
 
 
 def test_kto_needs_two_rows_per_micro_batch() -> None:
@@ -283,5 +307,5 @@ def test_cli_takes_bare_lora_and_checkpointing_flags() -> None:
     cfg, _ = resolve(args, TrainConfig, TrackingConfig)
     assert (cfg.lora, cfg.gradient_checkpointing, cfg.objective) == (True, True, "sft+kto")
     assert cfg.lora_target_modules == ("q_proj", "v_proj")
-    cfg, _ = resolve(build_parser().parse_args([*base, "--lora", "false"]), TrainConfig, TrackingConfig)
+    cfg, _ = resolve(build_parser().parse_args([*base, "--no-lora"]), TrainConfig, TrackingConfig)
     assert cfg.lora is False

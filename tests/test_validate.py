@@ -6,20 +6,18 @@ import json
 from typing import Any
 
 from echo.stages.validate import validate_json_line
+from tests.events import event
 
 
 def shown(**over: Any) -> dict[str, Any]:
-    e = {"event_id": "e1", "event_type": "shown", "ts_ms": 1, "user_id": "u", "doc_id": "d", "doc_version": 0,
-         "suggestion_id": "s", "model_id": "m", "offset": 0, "text": "x", "prefix": "p"}  # fmt: skip
-    e.update(over)
-    return {k: v for k, v in e.items() if v is not ...}
+    return event(**{"event_type": "shown", "event_id": "e1", "ts_ms": 1, "user_id": "u", "doc_id": "d",
+                    "doc_version": 0, "suggestion_id": "s", "model_id": "m", "offset": 0, "text": "x",
+                    "prefix": "p", **over})  # fmt: skip
 
 
 def edit(**over: Any) -> dict[str, Any]:
-    e = {"event_id": "e2", "event_type": "edit", "ts_ms": 1, "user_id": "u", "doc_id": "d", "doc_version": 1,
-         "offset": 0, "delete_len": 0, "insert_text": "a"}  # fmt: skip
-    e.update(over)
-    return {k: v for k, v in e.items() if v is not ...}
+    return event(**{"event_type": "edit", "event_id": "e2", "ts_ms": 1, "user_id": "u", "doc_id": "d",
+                    "doc_version": 1, "offset": 0, "delete_len": 0, "insert_text": "a", **over})  # fmt: skip
 
 
 def reason(obj: Any) -> str | None:

@@ -8,14 +8,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from echo.config import add_config_args, resolve, setting, to_dict
+from echo.config import (
+    ConfigParser,
+    Validated,
+    add_config_args,
+    add_flag,
+    resolve,
+    setting,
+    to_dict,
+)
 from echo.errors import ConfigError, InputError
 
 SOURCES = ("continue", "tabby")
 
 
 @dataclass(frozen=True)
-class ImportConfig:
+class ImportConfig(Validated):
     """Settings of ``import`` (what the client logs do not say)."""
 
     model_id: str = setting("tabby", "model_id of Tabby's proposals (its event log does not name the model)")
@@ -24,18 +32,19 @@ class ImportConfig:
     )
     strict: bool = setting(False, "fail (exit 2) when any client record is refused")
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see --help)")
+    def validate(self) -> None:
+        if not self.model_id:
+            raise ConfigError("--model-id must not be empty")
+        if not self.anonymous_user:
+            raise ConfigError("--anonymous-user must not be empty")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="echo-pipeline import", description="Convert Continue or Tabby client logs into contract events (JSON Lines) for ingest.")
+    parser = ConfigParser(prog="echo-pipeline import", description="Convert Continue or Tabby client logs into contract events (JSON Lines) for ingest.")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="the client that wrote the logs")
     parser.add_argument("src", nargs="+", metavar="SRC", help="log files or directories (*.jsonl, *.json)")
     parser.add_argument("--out", required=True, help="output directory (events.jsonl, refused.jsonl, import_report.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_flag(parser, "quiet", "no progress output")
     parser.add_argument("--report", default=None, help="also write the run report (JSON) to this file")
     add_config_args(parser, ImportConfig)
     return parser

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from echo.config import ConfigParser, LakeConfig, add_config_args, resolve, to_dict
+from echo.config import ConfigParser, LakeConfig, add_config_args, add_flag, resolve, to_dict
 from echo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def job_parser(prog: str, description: str, *sections: type) -> argparse.ArgumentParser:
     parser = ConfigParser(prog=prog, description=description)
     add_config_args(parser, LakeConfig, *sections)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_flag(parser, "quiet", "no progress output")
     parser.add_argument("--report", default=None, help="also write the run report (JSON) to this file")
     return parser
 

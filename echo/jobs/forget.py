@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from echo.config import LakeConfig
+from echo.config import LakeConfig, add_flag
 from echo.errors import ConfigError
 from echo.jobs.common import emit_report, job_parser, open_job_lake, parse
 from echo.lake.base import in_predicate
@@ -186,14 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--user", action="append", default=[], metavar="ID", help="user id to forget (repeatable)"
     )
-    parser.add_argument(
-        "--no-vacuum", action="store_true", help="delete rows but keep the old files (not private)"
-    )
+    add_flag(
+        parser, "vacuum", "vacuum the old files at once (--no-vacuum: delete rows but keep the old "
+        "files, which is not private)", default=True,
+    )  # fmt: skip
     args, (lake_cfg,) = parse(parser, argv)
     assert isinstance(lake_cfg, LakeConfig)
     ids = _check_ids(args.user)
     progress = Progress(STAGE, quiet=args.quiet)
     with spark_session("echo-forget", master=lake_cfg.master) as spark, open_job_lake(spark, lake_cfg, command=STAGE, quiet=args.quiet) as lake:
-        report = execute(spark, lake, ids, progress=progress, vacuum=not args.no_vacuum)
+        report = execute(spark, lake, ids, progress=progress, vacuum=args.vacuum)
     emit_report(STAGE, report, args)
     return 0

@@ -23,7 +23,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg, tracking = resolve(args, LoopConfig, TrackingConfig)
-    cfg.validate()
     from echo.loop.report import write_report
     from echo.loop.rounds import run_loop
 

@@ -10,14 +10,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 ABLATIONS = ("raw-accepted", "raw-shown", "none")
 
 
 @dataclass(frozen=True)
-class LoopConfig:
+class LoopConfig(Validated):
     """Static baseline, R rounds of deploy -> harvest -> retrain -> measure, ablations."""
 
     out: str = setting("", "output directory (corpus, models, lakes, report)")

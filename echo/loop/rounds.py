@@ -20,7 +20,6 @@ Round r (1..R):
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from echo.errors import ConfigError, EchoError
 from echo.loop.config import LoopConfig
+from echo.progress import bar, say
 
 
 class LoopError(EchoError):
@@ -37,7 +37,7 @@ class LoopError(EchoError):
 def _log(cfg: LoopConfig, started: float) -> Callable[[str], None]:
     def log(msg: str) -> None:
         if not cfg.quiet:
-            print(f"[loop {time.monotonic() - started:7.1f}s] {msg}", file=sys.stderr, flush=True)
+            say(f"[loop {time.monotonic() - started:7.1f}s] {msg}")
 
     return log
 
@@ -93,7 +93,6 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     from echo.simulate.corpus import Corpus
     from echo.spark import spark_session
 
-    cfg.validate()
     started = time.monotonic()
     log = _log(cfg, started)
     out = Path(cfg.out).resolve()
@@ -115,7 +114,7 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
         steps=cfg.static_steps, batch_size=cfg.static_batch, lr=cfg.static_lr, max_files=cfg.static_files,
         vocab_size=cfg.vocab_size, seed=cfg.seed, prefix_chars=cfg.prefix_chars,
         suffix_chars=cfg.suffix_chars, extra_texts=public_files(cfg.static_public_files, seed=cfg.seed + 1),
-        extra_share=cfg.static_public_share, fim_mode=cfg.fim_mode, log=log,
+        extra_share=cfg.static_public_share, fim_mode=cfg.fim_mode, log=log, progress=not cfg.quiet,
     )  # fmt: skip
     lap("static_pretraining_s", t0)
     log(f"static model: {static.params:,} params, {static.steps} steps, loss {static.losses[-1]:.3f}")
@@ -130,7 +129,7 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     faults = FaultConfig(faults=cfg.faults)
     current, current_id = static.model_path, "static"
     with spark_session("echo-loop") as spark:
-        for r in range(1, cfg.rounds + 1):
+        for r in bar("loop", cfg.rounds, "rounds", quiet=cfg.quiet, items=range(1, cfg.rounds + 1)):
             rdir = out / f"round-{r}"
             rec: dict[str, Any] = {"round": r, "deployed": current_id}
             # 1-2. deploy the current model to fresh harvest users; the real pipeline

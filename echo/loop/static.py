@@ -9,6 +9,8 @@ completions in the deployment's format: ``<fim_prefix>prefix<fim_suffix>suffix
 <fim_middle>middle<|endoftext|>``, where the middle is the rest of a line (or a whole
 line at a line start), which is what the simulator's users are offered. The loss is on
 every token (prefix, suffix and middle), which teaches more per step than the middle alone.
+The optimization is :func:`echo.train.bare.fit`, the batches :func:`echo.train.data.collate_lm`
+and the loss :func:`echo.train.objectives.sft_loss`: the code the fine-tuning runs on.
 The result is a ``save_pretrained`` directory (model + tokenizer) that both the
 transformers proposer and the Ray trainer load.
 """
@@ -115,11 +117,18 @@ def pretrain_static(
     extra_share: float = 0.0,
     fim_mode: str = "psm",
     log: Any = None,
+    progress: bool = False,
 ) -> StaticResult:
-    """Train the tokenizer and the static model; save both to ``out``."""
+    """Train the tokenizer and the static model (on :func:`echo.train.bare.fit`, a linear
+    warm-up of 20 steps, then a linear decay to a tenth); save both to ``out``.
+    ``progress``: a progress bar with the time left."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from echo.progress import bar
+    from echo.train.bare import fit
+    from echo.train.data import collate_lm
+    from echo.train.objectives import sft_loss
     from echo.train.tokenizer import train_bpe
 
     started = time.monotonic()
@@ -138,35 +147,30 @@ def pretrain_static(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
     max_len = int(getattr(cfg, "n_positions", 0) or getattr(cfg, "max_position_embeddings", 512))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / max(steps, 1))
-    )
     rng = random.Random(f"static-data|{seed}")
     stream = _batches(texts, extra, extra_share, tok, rng, batch_size, max_len, prefix_chars, suffix_chars, fim_mode)
     pad = int(tok.pad_token_id)
-    model.train()
-    losses: list[float] = []
-    tokens = 0
-    for step in range(steps):
-        rows = next(stream)
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            attn[i, : len(r)] = 1
-        labels = ids.masked_fill(attn == 0, -100)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.item()))
-        tokens += int(attn.sum())
-        if log is not None and (step + 1) % 50 == 0:
-            log(f"static pretraining: step {step + 1}/{steps}, loss {sum(losses[-50:]) / 50:.3f}")
+
+    def lm_loss(m: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        loss, _ = sft_loss(m, batch, use_weights=False)  # token-mean NLL of every token
+        return loss, {"loss": float(loss.detach())}
+
+    with bar("static pretraining", steps, "steps", quiet=not progress) as status:
+
+        def on_step(step: int, stats: dict[str, float]) -> None:
+            status.update(1)
+            if step % 10 == 0:
+                status.set_postfix(loss=f"{stats['loss']:.3f}", refresh=False)
+
+        run = fit(
+            model, (collate_lm(rows, pad) for rows in stream), lm_loss, steps=steps, lr=lr,
+            weight_decay=0.01, warmup_steps=20, lr_schedule="linear", min_lr_ratio=0.1,
+            clip_grad=1.0, on_step=on_step,
+        )  # fmt: skip
+    losses, tokens = run.losses, run.tokens
+    if log is not None:
+        tail = losses[-50:]
+        log(f"static pretraining: {steps} steps in {run.seconds:.0f} s, loss {sum(tail) / max(len(tail), 1):.3f}")
     model.eval()
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from echo.config import ConfigParser, add_config_args, resolve
+from echo.config import ConfigParser, add_config_args, add_flag, resolve
 from echo.simulate.config import FaultConfig, SimConfig
 
 
@@ -39,10 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-lines", type=int, default=1, help="line budget of --model-path proposals"
     )
-    parser.add_argument(
-        "--no-fim", action="store_true", help="plain left-to-right prompts for --model-path"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_flag(parser, "fim", "fill-in-the-middle prompts for --model-path (--no-fim: plain left to right)", default=True)
+    add_flag(parser, "quiet", "no progress lines")
     add_config_args(parser, SimConfig, FaultConfig)
     return parser
 
@@ -59,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         proposer = TransformersProposer(
             args.model_path,
             args.model_id or None,
-            fim=not args.no_fim,
+            fim=args.fim,
             max_new_tokens=args.max_new_tokens,
             max_lines=args.max_lines,
         )

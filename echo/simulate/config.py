@@ -163,7 +163,7 @@ MALFORMED_KINDS = (
 
 
 @dataclass(frozen=True)
-class FaultConfig:
+class FaultConfig(Validated):
     """Transport faults. Rates are per clean event (lost/ambiguous: per edit; skew: per user)."""
 
     faults: str = setting("light", "fault preset", choices=tuple(FAULT_PRESETS))
@@ -202,6 +202,11 @@ class FaultConfig:
         -1.0, "same event_id again with different content, delivered after the original; -1: preset"
     )
 
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_rate") and getattr(self, f.name) > 1:
+                raise ConfigError(f"setting {f.name}: a rate must be in [0, 1], got {getattr(self, f.name)}")
+
     def rates(self) -> dict[str, float]:
         """The effective rate of every fault (preset, overridden by explicit values)."""
         preset = FAULT_PRESETS[self.faults]
@@ -211,7 +216,5 @@ class FaultConfig:
                 continue
             value = getattr(self, f.name)
             rate = float(value) if value >= 0 else preset.get(f.name, 0.0)
-            if rate > 1:
-                raise ConfigError(f"setting {f.name}: a rate must be in [0, 1], got {rate}")
             out[f.name[: -len("_rate")]] = rate
         return out

@@ -3,7 +3,7 @@
 Public API (what the experience loop calls)::
 
     from echo.train import TrainConfig, train, evaluate
-    result = train(TrainConfig(shards=..., model=..., out=...))
+    result = train(TrainConfig(shards=..., model=..., out=...))   # hooks: before_step=, after_step=
     report = evaluate(result.model_path, shards=..., split="val")
 
 Importing this package is cheap; torch, ray and deepspeed are imported inside the
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "train"]
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, **hooks: Any) -> TrainResult:
+    """:func:`echo.train.trainer.train` (hooks: ``before_step``, ``after_step``)."""
     from echo.train.trainer import train as _train
 
-    return _train(config)
+    return _train(config, **hooks)
 
 
 def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:

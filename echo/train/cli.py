@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echo.config import ConfigParser, add_config_args, parse_bool, resolve
+from echo.config import ConfigParser, add_config_args, resolve
 from echo.tracking import TrackingConfig, tracked
 from echo.train.config import TrainConfig
 
@@ -15,22 +15,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echo-pipeline train",
         description="Fine-tune a causal LM on the shards with Ray Train workers and DeepSpeed.",
     )
-    # a bare --use-gpu / --lora / --gradient-checkpointing means true (the generic flag
-    # wants a value)
-    for name, text in (
-        ("use_gpu", "one GPU per worker (NCCL)"),
-        ("lora", "train LoRA adapters (peft); the adapter and the merged model are saved"),
-        ("gradient_checkpointing", "recompute activations in the backward pass"),
-    ):
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            nargs="?",
-            const=True,
-            type=parse_bool,
-            default=argparse.SUPPRESS,
-            help=f"{text}; bare flag = true",
-        )
     add_config_args(p, TrainConfig, TrackingConfig)
     return p
 
@@ -45,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from echo.tracking import log_train_start
 
             log_train_start(run, cfg.to_dict(), cfg.shards)
-        result = train(cfg)
+        result = train(cfg, after_step=run.live_metrics() if run is not None else None)
         if run is not None:
             from echo.tracking import log_train_result
 

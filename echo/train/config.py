@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from echo.config import setting
+from echo.config import Validated, setting
 from echo.errors import ConfigError
 
 OBJECTIVES = ("sft", "dpo", "sft+dpo", "kto", "sft+kto")
@@ -19,7 +19,7 @@ REFERENCE_OBJECTIVES = ("dpo", "sft+dpo", "kto", "sft+kto")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     """A fine-tuning run: data, model, scale, optimization, checkpoints, metrics."""
 
     shards: str = setting(
@@ -128,8 +128,8 @@ class TrainConfig:
         0.0, "peak TFLOP/s of one worker's device for MFU (0: known GPUs only, null on CPU)"
     )
 
-    def check(self) -> None:
-        """Reject settings that cannot work, with a one-line reason."""
+    def validate(self) -> None:
+        """Reject settings that cannot work, with a one-line reason (on construction)."""
         for name in ("shards", "model", "out"):
             if not getattr(self, name):
                 raise ConfigError(f"--{name} is required")

@@ -306,6 +306,17 @@ def collate_sft(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any]
     return batch
 
 
+def collate_lm(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, Any]:
+    """Token sequences trained whole (loss on every token, none on padding): the batches
+    of language-model pretraining, in the layout of :func:`collate_sft` (unit weights)."""
+    import torch
+
+    empty = np.zeros(0, dtype=np.int64)
+    batch = _sequences([empty] * len(rows), [np.asarray(r, dtype=np.int64) for r in rows], pad_id)
+    batch["weights"] = torch.ones(len(rows), dtype=torch.float32)
+    return batch
+
+
 def collate_pref(ex: Examples, idx: Sequence[int], pad_id: int) -> dict[str, Any]:
     """Chosen rows first, then rejected rows (one forward pass for both)."""
     import torch

@@ -12,15 +12,18 @@ same run, so the report says whether the new model beats the deployed one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from echo import contract
-from echo.config import ConfigParser
-from echo.errors import EchoError
+from echo.config import ConfigParser, Validated, add_config_args, add_flag, resolve, setting
+from echo.errors import ConfigError, EchoError
+from echo.tracking import TrackingConfig, tracked
 from echo.train.data import open_shards, read_table
 
 KEEP_THRESHOLD = contract.MIN_REFINE_SIMILARITY  # CONTRACT.md section 3
@@ -185,42 +188,56 @@ def evaluate(
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True)
+class EvalConfig(Validated):
+    """Settings of ``evaluate``: which model, on which pairs, with which budgets."""
+
+    model: str = setting("", "model directory (e.g. OUT/model from 'train')", required=True)
+    shards: str = setting("", "shards directory with manifest.json", required=True)
+    split: str = setting("val", "pairs to evaluate on", choices=("val", "test", "train"))
+    max_new_tokens: int = setting(64, "tokens the model may generate per prompt")
+    max_prompt_tokens: int = setting(448, "prompt tokens kept (from the right)")
+    batch_size: int = setting(8, "prompts generated together")
+    limit: int = setting(0, "evaluate only the first N pairs (0: all)")
+    keep_similarity: float = setting(
+        contract.MIN_REFINE_SIMILARITY,
+        "edit similarity at or above which a suggestion counts as kept (the contract's "
+        "min_refine_similarity)",
+    )
+    out: str = setting("", "write the JSON report here (default: stdout)")
+
+    def validate(self) -> None:
+        for name in ("max_new_tokens", "max_prompt_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.limit < 0:
+            raise ConfigError("--limit must be >= 0")
+        if not 0.0 <= self.keep_similarity <= 1.0:
+            raise ConfigError("--keep-similarity must be within [0, 1]")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = ConfigParser(
         prog="echo-pipeline evaluate", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    p.add_argument("--model", required=True, help="model directory (e.g. OUT/model from 'train')")
-    p.add_argument("--shards", required=True, help="shards directory with manifest.json")
-    p.add_argument("--split", default="val", choices=("val", "test", "train"))
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--max-prompt-tokens", type=int, default=448)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0: all)")
-    p.add_argument(
-        "--keep-similarity",
-        type=float,
-        default=None,
-        help="edit similarity at or above which a suggestion counts as kept (default: the "
-        "contract's min_refine_similarity, 0.5)",
-    )
-    p.add_argument("--out", default="", help="write the JSON report here (default: stdout)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from echo.config import add_config_args, resolve
-    from echo.tracking import TrackingConfig, tracked
+    add_flag(p, "quiet", "no progress bar")
+    add_config_args(p, EvalConfig, TrackingConfig)
+    return p
 
-    add_config_args(p, TrackingConfig)
-    a = p.parse_args(argv)
-    (tracking,) = resolve(a, TrackingConfig)
-    with tracked(tracking, f"evaluate-{a.split}", command="evaluate") as run:
-        report = _evaluate_main(a)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    cfg, tracking = resolve(a, EvalConfig, TrackingConfig)
+    with tracked(tracking, f"evaluate-{cfg.split}", command="evaluate") as run:
+        report = _evaluate_main(cfg, progress=not a.quiet)
         if run is not None:
             from echo.tracking import log_evaluation
 
-            log_evaluation(run, vars(a), report)
+            log_evaluation(run, dataclasses.asdict(cfg), report)
     return 0
 
 
-def _evaluate_main(a: argparse.Namespace) -> dict[str, Any]:
+def _evaluate_main(a: EvalConfig, *, progress: bool) -> dict[str, Any]:
     report = evaluate(
         a.model,
         a.shards,
@@ -230,7 +247,7 @@ def _evaluate_main(a: argparse.Namespace) -> dict[str, Any]:
         batch_size=a.batch_size,
         limit=a.limit,
         keep_similarity=a.keep_similarity,
-        progress=not a.quiet,
+        progress=progress,
     )
     text = json.dumps(report, indent=2)
     if a.out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,12 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = list(history or [])
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+        self.started, self.initial = time.perf_counter(), len(self.rows)
+
+    def progress_line(self, row: dict[str, Any], total: int) -> str:
+        """:func:`progress_line` with a bar and the time left measured since this log
+        started (a resumed run counts from its first step)."""
+        return progress_line(row, total, elapsed=time.perf_counter() - self.started, initial=self.initial)
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -65,10 +72,27 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def progress_line(row: dict[str, Any], total: int) -> str:
+def progress_line(row: dict[str, Any], total: int, *, elapsed: float | None = None, initial: int = 0) -> str:
+    """Rank 0's line for a step: with ``elapsed`` (seconds since step ``initial``) a
+    tqdm bar with the rate and the time left; else the time left at the step's pace."""
     mfu_v = row.get("mfu")
+    if elapsed is not None:
+        from tqdm import tqdm
+
+        meter = tqdm.format_meter(
+            int(row["step"]), total, elapsed, ascii=True, unit="step", initial=initial, ncols=80,
+            bar_format="step {n_fmt}/{total_fmt} |{bar:20}| [{elapsed}<{remaining}, {rate_fmt}]",
+        )  # fmt: skip
+        return "[echo.train] " + "  ".join([meter, *_values(row, mfu_v)])
+    parts = [f"step {row['step']}/{total}", *_values(row, mfu_v)]
+    step_s = row.get("step_time_s")
+    if isinstance(step_s, (int, float)) and total > row["step"]:
+        parts.append(f"eta {_duration(step_s * (total - row['step']))}")  # at the last step's pace
+    return "[echo.train] " + "  ".join(parts)
+
+
+def _values(row: dict[str, Any], mfu_v: Any) -> list[str]:
     parts = [
-        f"step {row['step']}/{total}",
         f"loss {row['loss']:.4f}",
         f"lr {row['lr']:.2e}",
         f"tok/s {row['tokens_per_s']:.0f}",
@@ -76,10 +100,7 @@ def progress_line(row: dict[str, Any], total: int) -> str:
     ]
     if "dpo_margin" in row:
         parts.append(f"margin {row['dpo_margin']:+.3f}")
-    step_s = row.get("step_time_s")
-    if isinstance(step_s, (int, float)) and total > row["step"]:
-        parts.append(f"eta {_duration(step_s * (total - row['step']))}")  # at the last step's pace
-    return "[echo.train] " + "  ".join(parts)
+    return parts
 
 
 def _duration(seconds: float) -> str:

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,11 +99,24 @@ def _check_resumable(cfg: TrainConfig, manifest_sha: str) -> None:
             check_meta(read_meta(path.parent), path.parent, manifest_sha, cfg.num_workers)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run a fine-tuning job on the shards; returns the final model path and metrics."""
+#: ``before_step(step, rank)``: called on every worker before each optimizer step (0-based)
+StepHook = Callable[[int, int], None]
+#: ``after_step(row)``: called on rank 0 with each step's metrics row (as in metrics.jsonl)
+MetricsHook = Callable[[dict[str, Any]], None]
+
+
+def train(
+    cfg: TrainConfig, *, before_step: StepHook | None = None, after_step: MetricsHook | None = None
+) -> TrainResult:
+    """Run a fine-tuning job on the shards; returns the final model path and metrics.
+
+    The hooks travel to the workers pickled. ``before_step(step, rank)`` runs on every
+    worker before each optimizer step: a place to observe a run or, in tests, to make a
+    worker fail at a chosen step (an exception it raises fails that worker).
+    ``after_step(row)`` runs on rank 0 when a step's metrics are known (loss, lr,
+    tokens/s, MFU, ...): live experiment tracking (:class:`echo.tracking.LiveMetrics`)."""
     from echo.train.model import build_tokenizer, resolve_model_spec, tokenizer_info
 
-    cfg.check()
     fmts = formats_for(cfg.objective)
     manifest, entries = open_shards(cfg.shards, fmts, "train")
     for fmt, sel in entries.items():
@@ -143,6 +156,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         "formats": list(fmts),
         "metrics_path": str(out / "metrics.jsonl"),
         "resume_from": cfg.resume_from,
+        "before_step": before_step,
+        "after_step": after_step,
     }
     resources = {"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {}
     resources["CPU"] = cfg.cpus_per_worker

@@ -7,7 +7,6 @@ manifest hash, metrics path): no module globals. Rank 0 alone logs and writes me
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -22,26 +21,6 @@ def _say(line: str) -> None:
     """Rank 0's progress line, written once (Ray Train's patched print logs it twice)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-#: testing hook: a JSON file ``{"run_name": ..., "step": k}``; rank 0 of that run fails
-#: once (the file is renamed to ``*.fired``) before optimizer step k+1, to exercise
-#: ``--max-failures`` recovery through Ray Train. Unset in normal runs.
-FAULT_ENV = "ECHO_TRAIN_FAULT_FILE"
-
-
-def _injected_fault(run_name: str, step: int, rank: int) -> None:
-    path = os.environ.get(FAULT_ENV)
-    if not path or rank != 0:
-        return
-    p = Path(path)
-    try:
-        plan = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if plan.get("run_name") == run_name and int(plan.get("step", -1)) == step:
-        p.rename(p.with_name(p.name + ".fired"))
-        raise RuntimeError(f"injected fault before step {step + 1} ({FAULT_ENV})")
 
 
 def _lora_export(cfg: TrainConfig, config: dict[str, Any]) -> Any:
@@ -74,7 +53,7 @@ def train_loop(config: dict[str, Any]) -> None:
     from echo.train.data import COLLATE, BatchPlan, EncodeSpec, examples_from_shard, primary_format
     from echo.train.deepspeed_config import build_ds_config, resolve_precision, total_steps
     from echo.train.lora import AdapterOffReference, prepare_model, trainable_params
-    from echo.train.metrics import MetricsLog, device_peak_flops, mfu, progress_line, read_metrics
+    from echo.train.metrics import MetricsLog, device_peak_flops, mfu, read_metrics
     from echo.train.model import build_model, count_params
     from echo.train.objectives import KTOParams, objective_loss, trained_tokens
 
@@ -165,8 +144,11 @@ def train_loop(config: dict[str, Any]) -> None:
     def to_device(batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(device) for k, v in batch.items()}
 
+    before_step = config.get("before_step")  # train(cfg, before_step=, after_step=): the
+    after_step = config.get("after_step")  # caller's hooks (after_step: rank 0 only)
     for step in range(start_step, stop):
-        _injected_fault(cfg.run_name, step, rank)
+        if before_step is not None:
+            before_step(step, rank)
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         tokens = 0
@@ -212,8 +194,10 @@ def train_loop(config: dict[str, Any]) -> None:
         )
         if log is not None:
             log.write(row)
+            if after_step is not None:
+                after_step(row)
             if (step + 1) % cfg.log_every == 0 or step + 1 == stop:
-                _say(progress_line(row, steps))
+                _say(log.progress_line(row, steps))
 
         last = step + 1 == stop
         if last or (cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0):
