@@ -36,9 +36,12 @@ from echo.lake.tables import (
     ACCEPTANCE_METRICS,
     EVENTS,
     FORGOTTEN_USERS,
+    OUTCOME_PREDICTIONS,
     QUARANTINE,
     REFINEMENT_PAIRS,
     SESSIONS,
+    SUGGESTION_EDGES,
+    SUGGESTION_GRAPH,
     SUGGESTIONS,
     Table,
 )
@@ -55,7 +58,9 @@ STAGE = "forget"
 
 
 #: Tables with a user_id column, deleted by user id.
-USER_TABLES: tuple[Table, ...] = (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS)
+USER_TABLES: tuple[Table, ...] = (
+    EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, SUGGESTION_GRAPH, SUGGESTION_EDGES, OUTCOME_PREDICTIONS,
+)  # fmt: skip
 _CHUNK = 500
 
 
