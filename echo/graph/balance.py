@@ -41,7 +41,10 @@ class BalanceConfig:
     ppr_iters: int = 10  # power-iteration steps
     ppr_keep: int = 64  # entries kept per row after each step (bounds memory)
     topk: int = 32  # entries kept per row of the final diffusion matrix
-    amplify: float = 0.5  # beta: minority sources scaled by (n_max / n_c) ** beta
+    # beta: minority sources scaled by (n_max / n_c) ** beta. 0 by default: chosen on the
+    # validation split of Cora step-10 (docs/graph.md); the amplification stays a setting
+    amplify: float = 0.0
+    mix: float = 0.5  # eta: a base propagates with (1 - eta) its own operator on the enhanced graph + eta S
 
 
 @dataclass

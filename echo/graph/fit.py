@@ -9,9 +9,15 @@ import torch
 from torch import Tensor, nn
 
 from echo.graph import sparse as sp
-from echo.graph.balance import BalanceConfig, BalanceReport, structural_balance
+from echo.graph.balance import (
+    BalanceConfig,
+    BalanceReport,
+    amplification,
+    diffuse_relations,
+    enhance_structure,
+)
 from echo.graph.data import Graph
-from echo.graph.imbalance import METHODS, class_weights, oversample
+from echo.graph.imbalance import METHODS, class_weights, inherit_edges, oversample_anchors
 from echo.graph.models import make_base
 
 
@@ -33,6 +39,7 @@ class FitResult:
     report: BalanceReport | None
     epochs_run: int
     model: nn.Module | None = None
+    val_bacc: float = float("nan")  # validation balanced accuracy of the chosen epoch
 
 
 def metrics(y: Tensor, pred: Tensor, num_classes: int, minority: list[int]) -> dict[str, float]:
@@ -59,14 +66,31 @@ def metrics(y: Tensor, pred: Tensor, num_classes: int, minority: list[int]) -> d
     }
 
 
-def propagation(base: str, edge_index: Tensor, weight: Tensor | None, n: int, balanced: bool) -> Tensor:
-    """The base's propagation matrix: the (row-normalized) diffusion matrix when balanced,
-    else ``D^-1/2 (A+I) D^-1/2`` for GCN / MLP and the mean adjacency for GraphSAGE."""
-    if balanced:
-        return sp.row_normalize(sp.matrix(*sp.coalesce(edge_index, weight, n), n))
+def base_operator(base: str, edge_index: Tensor, weight: Tensor | None, n: int) -> Tensor:
+    """The base's own propagation matrix: ``D^-1/2 (A+I) D^-1/2`` for GCN (and the MLP,
+    which ignores it), the mean adjacency for GraphSAGE."""
     if base == "sage":
         return sp.mean_adjacency(edge_index, weight, n)
     return sp.gcn_norm(edge_index, weight, n)
+
+
+def propagation(
+    base: str,
+    edge_index: Tensor,
+    weight: Tensor | None,
+    n: int,
+    diffusion: Tensor | None = None,
+    mix: float = 0.5,
+) -> Tensor:
+    """The matrix a base propagates with. Without structural balance its own operator on
+    the graph; with it ``(1 - mix) * own operator on the enhanced graph + mix * S`` (S:
+    the row-normalized diffusion matrix; ``mix = 1`` replaces the operator by S)."""
+    own = base_operator(base, edge_index, weight, n)
+    if diffusion is None or mix == 0:
+        return own
+    if mix >= 1:
+        return diffusion
+    return (own * (1 - mix) + diffusion.coalesce() * mix).coalesce()
 
 
 def fit(
@@ -81,7 +105,12 @@ def fit(
     keep_model: bool = False,
 ) -> FitResult:
     """Train on ``graph.train_mask``, select the epoch by validation balanced accuracy,
-    report test metrics."""
+    report test metrics.
+
+    With ``balance``: structure enhancement, then relation diffusion on the enhanced graph
+    (docs/graph.md), and the base propagates with :func:`propagation`. With
+    ``method="oversample"`` the synthetic nodes come after the balance (balance first,
+    then synthesis) and inherit their anchor's rows of both operators."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
     cfg = cfg or FitConfig()
@@ -90,12 +119,26 @@ def fit(
     x, y, train = graph.x, graph.y, graph.train_mask
     ei, w = graph.edge_index, None
     report = None
+    s_ei: Tensor | None = None
+    s_w: Tensor | None = None
     if balance:
-        ei, w, report = structural_balance(x, ei, y, train, c, cfg.balance)
+        ei, w, report = enhance_structure(x, ei, y, train, c, cfg.balance)
+        amp = amplification(y, train, c, report.minority_classes, cfg.balance.amplify)
+        s = diffuse_relations(ei, w, n, amp, cfg.balance)
+        report.diffusion_nnz = int(s.values().numel())
+        s_ei, s_w = s.indices(), s.values()
     if method == "oversample":
-        x, y, train, ei, w = oversample(x, y, train, ei, w, c, seed=seed)
+        xs, ys, anchors = oversample_anchors(x, y, train, c, seed=seed)
+        ei, w = inherit_edges(ei, w, anchors, n)
+        if s_ei is not None:
+            s_ei, s_w = inherit_edges(s_ei, s_w, anchors, n, link_anchor=False)
+        x, y = torch.cat([x, xs]), torch.cat([y, ys])
+        train = torch.cat([train, torch.ones(anchors.numel(), dtype=torch.bool)])
     m = x.size(0)
-    prop = propagation(base, ei, w, m, balance)
+    diffusion = None if s_ei is None else sp.row_normalize(sp.matrix(s_ei, s_w, m))
+    prop = propagation(base, ei, w, m, diffusion, cfg.balance.mix)
+    if float((x != 0).float().mean()) < 0.1:  # bag-of-words features: sparse first layer
+        x = x.to_sparse()
     model = make_base(base, x.size(1), cfg.hidden, c, cfg.dropout)
     cw = class_weights(y, train, c) if method == "reweight" else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -128,4 +171,4 @@ def fit(
         probs = torch.softmax(model(x, prop)[:n], dim=1)
     test = graph.test_mask
     res = metrics(graph.y[test], probs.argmax(1)[test], c, minority or [])
-    return FitResult(probs, res, report, epochs, model if keep_model else None)
+    return FitResult(probs, res, report, epochs, model if keep_model else None, best if best >= 0 else float("nan"))

@@ -19,33 +19,20 @@ def class_weights(y: Tensor, mask: Tensor, num_classes: int) -> Tensor:
     return w
 
 
-def oversample(
-    x: Tensor,
-    y: Tensor,
-    train_mask: Tensor,
-    edge_index: Tensor,
-    weight: Tensor | None,
-    num_classes: int,
-    *,
-    seed: int = 0,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """GraphSMOTE-style oversampling until every labeled class has as many labeled nodes
-    as the largest one.
+def oversample_anchors(
+    x: Tensor, y: Tensor, train_mask: Tensor, num_classes: int, *, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GraphSMOTE-style synthetic nodes until every labeled class has as many labeled
+    nodes as the largest one: ``(x_new, y_new, anchors)``, one row per synthetic node.
 
     A synthetic node of class c interpolates an anchor ``i`` (random labeled node of c) and
     its nearest labeled same-class neighbour ``j`` (cosine on the features):
-    ``x_new = x_i + delta (x_j - x_i)``, ``delta ~ U(0, 1)``. It inherits the anchor's
-    incoming edges (with their weights) and an edge from the anchor, so it aggregates
-    the anchor's neighbourhood; no existing node receives from it. Returns
-    ``(x, y, train_mask, edge_index, weight)`` with the synthetic nodes appended."""
+    ``x_new = x_i + delta (x_j - x_i)``, ``delta ~ U(0, 1)``."""
     g = torch.Generator().manual_seed(seed)
-    n = x.size(0)
-    w = torch.ones(edge_index.size(1)) if weight is None else weight.float()
     counts = torch.bincount(y[train_mask], minlength=num_classes)
-    target = int(counts.max())
-    xs, ys, src_l, dst_l, w_l = [], [], [], [], []
+    target = int(counts.max()) if counts.numel() else 0
+    xs, ys, anchors_l = [], [], []
     xn = x.float() / x.float().norm(dim=1, keepdim=True).clamp(min=1e-12)
-    nxt = n
     for c in range(num_classes):
         nodes = (train_mask & (y == c)).nonzero().flatten()
         need = target - nodes.numel()
@@ -59,21 +46,59 @@ def oversample(
         anchors, partners = nodes[pick], nearest[pick]
         xs.append(x[anchors] + delta * (x[partners] - x[anchors]))
         ys.append(torch.full((need,), c, dtype=y.dtype))
-        for a in anchors.tolist():
-            into = edge_index[0] == a
-            src = edge_index[1][into]
-            src_l += [src, torch.tensor([a])]
-            dst_l += [torch.full((src.numel() + 1,), nxt, dtype=torch.long)]
-            w_l += [w[into], torch.ones(1)]
-            nxt += 1
+        anchors_l.append(anchors)
     if not xs:
-        return x, y, train_mask, edge_index, w
-    m = nxt - n
-    new_ei = torch.stack([torch.cat(dst_l), torch.cat(src_l)])
+        return x[:0], y[:0], torch.zeros(0, dtype=torch.long)
+    return torch.cat(xs), torch.cat(ys), torch.cat(anchors_l)
+
+
+def inherit_edges(
+    edge_index: Tensor, weight: Tensor | None, anchors: Tensor, n: int, *, link_anchor: bool = True
+) -> tuple[Tensor, Tensor]:
+    """The graph with synthetic nodes ``n, n+1, ...`` appended: each receives its anchor's
+    incoming edges (with their weights) and, with ``link_anchor``, an edge from the
+    anchor itself; no existing node receives from a synthetic one (row = target)."""
+    w = torch.ones(edge_index.size(1)) if weight is None else weight.float()
+    if anchors.numel() == 0:
+        return edge_index, w
+    order = torch.argsort(edge_index[0], stable=True)
+    rows, cols, ws = edge_index[0][order], edge_index[1][order], w[order]
+    counts = torch.bincount(rows, minlength=n)
+    starts = torch.cumsum(counts, 0) - counts
+    per = counts[anchors]
+    new_id = torch.arange(n, n + anchors.numel()).repeat_interleave(per)
+    offs = torch.arange(int(per.sum())) - (torch.cumsum(per, 0) - per).repeat_interleave(per)
+    pos = starts[anchors].repeat_interleave(per) + offs
+    dst, src, nw = [new_id], [cols[pos]], [ws[pos]]
+    if link_anchor:
+        dst.append(torch.arange(n, n + anchors.numel()))
+        src.append(anchors)
+        nw.append(torch.ones(anchors.numel()))
+    new_ei = torch.stack([torch.cat(dst), torch.cat(src)])
+    return torch.cat([edge_index, new_ei], dim=1), torch.cat([w, torch.cat(nw)])
+
+
+def oversample(
+    x: Tensor,
+    y: Tensor,
+    train_mask: Tensor,
+    edge_index: Tensor,
+    weight: Tensor | None,
+    num_classes: int,
+    *,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`oversample_anchors` + :func:`inherit_edges`: the synthetic nodes appended to
+    the features, labels, training mask and graph. Returns
+    ``(x, y, train_mask, edge_index, weight)``."""
+    n = x.size(0)
+    xs, ys, anchors = oversample_anchors(x, y, train_mask, num_classes, seed=seed)
+    ei, w = inherit_edges(edge_index, weight, anchors, n)
+    m = anchors.numel()
     return (
-        torch.cat([x, torch.cat(xs)]),
-        torch.cat([y, torch.cat(ys)]),
+        torch.cat([x, xs]),
+        torch.cat([y, ys]),
         torch.cat([train_mask, torch.ones(m, dtype=torch.bool)]),
-        torch.cat([edge_index, new_ei], dim=1),
-        torch.cat([w, torch.cat(w_l)]),
+        ei,
+        w,
     )

@@ -14,6 +14,25 @@ from torch import Tensor, nn
 BASES = ("mlp", "gcn", "sage")
 
 
+def input_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout of the input features, dense or sparse (a sparse ``x``, such as Planetoid's
+    bag of words, keeps its sparsity: dropout acts on its stored values)."""
+    if not x.is_sparse:
+        return nn.functional.dropout(x, p, training)
+    if not training or p == 0:
+        return x
+    x = x.coalesce()
+    return torch.sparse_coo_tensor(x.indices(), nn.functional.dropout(x.values(), p, True), x.shape)
+
+
+def linear(lin: nn.Linear, x: Tensor) -> Tensor:
+    """``lin(x)`` for a dense or a sparse ``x``."""
+    if not x.is_sparse:
+        return lin(x)
+    out = torch.sparse.mm(x, lin.weight.T)
+    return out if lin.bias is None else out + lin.bias
+
+
 class MLP(nn.Module):
     def __init__(self, d_in: int, hidden: int, d_out: int, dropout: float = 0.5) -> None:
         super().__init__()
@@ -21,8 +40,8 @@ class MLP(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor, prop: Tensor | None = None) -> Tensor:
-        h = nn.functional.dropout(x, self.dropout, self.training)
-        h = torch.relu(self.lin1(h))
+        h = input_dropout(x, self.dropout, self.training)
+        h = torch.relu(linear(self.lin1, h))
         h = nn.functional.dropout(h, self.dropout, self.training)
         return self.lin2(h)
 
@@ -37,8 +56,8 @@ class GCN(nn.Module):
 
     def forward(self, x: Tensor, prop: Tensor | None = None) -> Tensor:
         assert prop is not None
-        h = nn.functional.dropout(x, self.dropout, self.training)
-        h = torch.relu(torch.sparse.mm(prop, self.lin1(h)))
+        h = input_dropout(x, self.dropout, self.training)
+        h = torch.relu(torch.sparse.mm(prop, linear(self.lin1, h)))
         h = nn.functional.dropout(h, self.dropout, self.training)
         return torch.sparse.mm(prop, self.lin2(h))
 
@@ -54,8 +73,9 @@ class SAGE(nn.Module):
 
     def forward(self, x: Tensor, prop: Tensor | None = None) -> Tensor:
         assert prop is not None
-        h = nn.functional.dropout(x, self.dropout, self.training)
-        h = torch.relu(self.root1(h) + self.neigh1(torch.sparse.mm(prop, h)))
+        h = input_dropout(x, self.dropout, self.training)
+        # (P X) W_n = P (X W_n): the product stays n x hidden for a sparse or wide X
+        h = torch.relu(linear(self.root1, h) + torch.sparse.mm(prop, linear(self.neigh1, h)))
         h = nn.functional.dropout(h, self.dropout, self.training)
         return self.root2(h) + self.neigh2(torch.sparse.mm(prop, h))
 
