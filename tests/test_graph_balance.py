@@ -184,3 +184,27 @@ def test_planetoid_cora_loads_offline_from_a_writable_copy(tmp_path: Path) -> No
     g = planetoid(PLANETOID, "Cora", workdir=tmp_path)
     assert (g.n, g.num_classes, g.x.size(1)) == (2708, 7, 1433)
     assert (tmp_path / "Cora" / "processed").is_dir()  # written to the copy, not the share
+
+
+def test_synthetic_nodes_inherit_their_anchors_rows_of_the_diffusion() -> None:
+    from echo.graph.imbalance import inherit_edges
+
+    g = _sbm_minority()
+    s = diffuse_relations(g.edge_index, None, g.n, None, BalanceConfig(topk=8, ppr_keep=16, ppr_iters=4))
+    anchors = torch.tensor([300, 301, 300])
+    ei, w = inherit_edges(s.indices(), s.values(), anchors, g.n, link_anchor=False)
+    dense = sp.matrix(ei, w, g.n + 3).to_dense()
+    for k, a in enumerate(anchors.tolist()):
+        assert torch.equal(dense[g.n + k, : g.n], dense[a, : g.n])
+    assert float(dense[: g.n, g.n :].abs().sum()) == 0.0  # no original node receives from them
+
+
+def test_balanced_propagation_mixes_the_base_operator_and_the_diffusion() -> None:
+    from echo.graph.fit import base_operator, propagation
+
+    g = _sbm_minority()
+    s = diffuse_relations(g.edge_index, None, g.n, None, BalanceConfig(topk=8, ppr_keep=16, ppr_iters=4))
+    own = base_operator("sage", g.edge_index, None, g.n).to_dense()
+    mixed = propagation("sage", g.edge_index, None, g.n, s, 0.25).to_dense()
+    assert torch.allclose(mixed, 0.75 * own + 0.25 * s.to_dense(), atol=1e-6)
+    assert torch.equal(propagation("sage", g.edge_index, None, g.n, s, 1.0).to_dense(), s.to_dense())
