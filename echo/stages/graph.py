@@ -52,7 +52,8 @@ SCALAR_FEATURES = (
     *[f"user_{o}_rate" for o in RATE_OUTCOMES],
 )  # fmt: skip
 CATEGORY_DIMS = 8  # hashed one-hot dims of model_id and of language
-FEATURE_VERSION = "v1"
+PROPOSAL_CHARS = 512  # the proposal's n-grams are hashed over its first this many characters
+FEATURE_VERSION = "v2"  # v2: proposal n-grams over its first PROPOSAL_CHARS characters
 
 EDGE_TYPES = ("session", "document", "user", "context")
 
@@ -80,14 +81,27 @@ def _grams(text: Column, n: int) -> Column:
     ).otherwise(F.array().cast("array<string>"))
 
 
+def gram_hashes(text: Column, n: int, dims: int, salt: str) -> Column:
+    """The bucket (``xxhash64(salt, g) mod dims``) of every character n-gram of ``text``."""
+    return F.transform(_grams(text, n), lambda g: F.pmod(F.xxhash64(F.lit(salt), g), F.lit(dims)))
+
+
+def bucket_shares(hashes: Column, dims: int) -> Column:
+    """Share of the ``hashes`` in each of ``dims`` buckets (sums to 1, or all 0), in one
+    pass over the array. ``hashes`` should be a column, not an expression: Spark would
+    re-evaluate an expression per use."""
+    counts = F.aggregate(
+        hashes,
+        F.array_repeat(F.lit(0.0), dims),
+        lambda acc, h: F.transform(acc, lambda v, i: v + F.when(i == h, 1.0).otherwise(0.0)),
+    )
+    total = F.greatest(F.size(hashes), F.lit(1)).cast("double")
+    return F.transform(counts, lambda v: v / total)
+
+
 def hashed_ngrams(text: Column, n: int, dims: int, salt: str) -> Column:
     """Frequencies of the n-grams hashed into ``dims`` buckets (sums to 1, or all 0)."""
-    hs = F.transform(_grams(text, n), lambda g: F.pmod(F.xxhash64(F.lit(salt), g), F.lit(dims)))
-    total = F.greatest(F.size(hs), F.lit(1)).cast("double")
-    return F.transform(
-        F.sequence(F.lit(0), F.lit(dims - 1)),
-        lambda i: F.size(F.filter(hs, lambda h: h == i)).cast("double") / total,
-    )
+    return bucket_shares(gram_hashes(text, n, dims, salt), dims)
 
 
 def hashed_onehot(value: Column, dims: int, salt: str) -> Column:
@@ -98,6 +112,10 @@ def hashed_onehot(value: Column, dims: int, salt: str) -> Column:
 def _tail(col: str, chars: int) -> Column:
     t = F.coalesce(F.col(col), F.lit(""))
     return F.when(F.char_length(t) > chars, F.substring(t, -chars, chars)).otherwise(t)
+
+
+def _head(col: str, chars: int) -> Column:
+    return F.substring(F.coalesce(F.col(col), F.lit("")), 1, chars)
 
 
 def known_ts(cfg: GraphConfig) -> Column:
@@ -162,7 +180,13 @@ def nodes(suggestions: DataFrame, cfg: GraphConfig) -> DataFrame:
     """gold/suggestion_graph rows (without ``user_bucket``) of the shown suggestions."""
     shown = suggestions.where(F.col("shown_ts_ms").isNotNull())
     rates = user_rates(shown.select(*FEATURE_INPUTS, "outcome"), cfg)
-    base = shown.select(*FEATURE_INPUTS).join(rates, on="suggestion_id", how="left")
+    # the n-gram hashes as columns first: computed once per row, not once per bucket
+    base = (
+        shown.select(*FEATURE_INPUTS)
+        .join(rates, on="suggestion_id", how="left")
+        .withColumn("_prefix_h", gram_hashes(_tail("prefix", cfg.context_chars), cfg.ngram, cfg.hash_dims, "prefix"))
+        .withColumn("_proposal_h", gram_hashes(_head("proposal", PROPOSAL_CHARS), cfg.ngram, cfg.hash_dims, "proposal"))
+    )
     sess = Window.partitionBy("session_id").orderBy("shown_ts_ms", "suggestion_id")
     proposal = F.coalesce(F.col("proposal"), F.lit(""))
     plen = F.char_length(proposal)
@@ -193,8 +217,8 @@ def nodes(suggestions: DataFrame, cfg: GraphConfig) -> DataFrame:
         F.array(*[c.cast("double") for c in scalars]),
         hashed_onehot(F.col("model_id"), CATEGORY_DIMS, "model"),
         hashed_onehot(F.col("language"), CATEGORY_DIMS, "language"),
-        hashed_ngrams(_tail("prefix", cfg.context_chars), cfg.ngram, cfg.hash_dims, "prefix"),
-        hashed_ngrams(F.col("proposal"), cfg.ngram, cfg.hash_dims, "proposal"),
+        bucket_shares(F.col("_prefix_h"), cfg.hash_dims),
+        bucket_shares(F.col("_proposal_h"), cfg.hash_dims),
     )
     return base.select(
         "suggestion_id", "user_id", "session_id", "doc_id", "model_id", "language",
@@ -242,7 +266,8 @@ def edges(suggestions: DataFrame, cfg: GraphConfig) -> DataFrame:
         _lag_edges(df, "user_id", cfg.user_lag, "user"),
     ]  # fmt: skip
     if cfg.minhash_bands > 0 and cfg.context_lag > 0:
-        g = F.array_distinct(_grams(_tail("prefix", cfg.context_chars), cfg.ngram))
+        df = df.withColumn("_g", F.array_distinct(_grams(_tail("prefix", cfg.context_chars), cfg.ngram)))
+        g = F.col("_g")
         keys = []
         for b in range(cfg.minhash_bands):
             h1 = F.array_min(F.transform(g, lambda x, b=b: F.xxhash64(F.lit(2 * b), x)))  # type: ignore[misc]
