@@ -184,8 +184,10 @@ def nodes(suggestions: DataFrame, cfg: GraphConfig) -> DataFrame:
     base = (
         shown.select(*FEATURE_INPUTS)
         .join(rates, on="suggestion_id", how="left")
-        .withColumn("_prefix_h", gram_hashes(_tail("prefix", cfg.context_chars), cfg.ngram, cfg.hash_dims, "prefix"))
-        .withColumn("_proposal_h", gram_hashes(_head("proposal", PROPOSAL_CHARS), cfg.ngram, cfg.hash_dims, "proposal"))
+        .withColumn("_prefix_t", _tail("prefix", cfg.context_chars))
+        .withColumn("_proposal_t", _head("proposal", PROPOSAL_CHARS))
+        .withColumn("_prefix_h", gram_hashes(F.col("_prefix_t"), cfg.ngram, cfg.hash_dims, "prefix"))
+        .withColumn("_proposal_h", gram_hashes(F.col("_proposal_t"), cfg.ngram, cfg.hash_dims, "proposal"))
     )
     sess = Window.partitionBy("session_id").orderBy("shown_ts_ms", "suggestion_id")
     proposal = F.coalesce(F.col("proposal"), F.lit(""))
@@ -266,7 +268,8 @@ def edges(suggestions: DataFrame, cfg: GraphConfig) -> DataFrame:
         _lag_edges(df, "user_id", cfg.user_lag, "user"),
     ]  # fmt: skip
     if cfg.minhash_bands > 0 and cfg.context_lag > 0:
-        df = df.withColumn("_g", F.array_distinct(_grams(_tail("prefix", cfg.context_chars), cfg.ngram)))
+        df = df.withColumn("_t", _tail("prefix", cfg.context_chars))
+        df = df.withColumn("_g", F.array_distinct(_grams(F.col("_t"), cfg.ngram)))
         g = F.col("_g")
         keys = []
         for b in range(cfg.minhash_bands):
