@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sessionize": ("echo.jobs.sessionize", "bronze/events -> silver/sessions"),
     "track": ("echo.jobs.track", "replay documents -> silver/suggestions, gold/acceptance_metrics"),
     "pairs": ("echo.jobs.pairs", "silver/suggestions -> gold/refinement_pairs"),
+    "graph": ("echo.jobs.graph", "silver/suggestions -> gold/suggestion_graph, gold/suggestion_edges"),
+    "forecast": ("echo.jobs.forecast", "suggestion graph -> gold/outcome_predictions, gold/outcome_estimates"),
     "run": ("echo.jobs.run", "ingest, sessionize, track, pairs, in order"),
     "shards": ("echo.jobs.shards", "gold/refinement_pairs -> training shards + manifest.json"),
     "forget": ("echo.jobs.forget", "delete a user's rows from every table and vacuum"),
@@ -68,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         extra = "train" if command in ("train", "evaluate", "loop", "demo") else "spark"
+        if command == "forecast":
+            extra = "graph"
         print(
             f"{PROG} {command}: missing dependency ({exc.name or exc}); "
             f"install the '{extra}' extra (see README)",

@@ -91,6 +91,28 @@ def replace_rows(
     return parts
 
 
+def rewrite_users(
+    lake: Lake, table: Table, new_rows: DataFrame, users: DataFrame, *, info: dict[str, str] | None = None
+) -> list[int]:
+    """Replace every row of ``users`` in ``table`` with ``new_rows`` in one commit, for
+    the tables partitioned by ``user_bucket`` (the graph stage's; per user, not bounded
+    by day: docs/graph.md).
+
+    Touches only the ``user_bucket`` partitions of those users; other users' rows in
+    those partitions are carried over unchanged. Returns the buckets rewritten.
+    """
+    if table.partition_by != ("user_bucket",):
+        raise ValueError(f"{table.name} is not partitioned by user_bucket")
+    buckets = sorted(int(r[0]) for r in users.select("user_bucket").distinct().collect())
+    if not buckets:
+        return []
+    old = lake.read(table).where(F.col("user_bucket").isin(buckets))
+    carried = old.join(F.broadcast(users.select("user_id")), on="user_id", how="left_anti")
+    rows = carried.select(*table.columns).unionByName(new_rows.select(*table.columns))
+    lake.replace_partitions(table, rows.repartition("user_bucket"), buckets, info=info)
+    return buckets
+
+
 def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     """The JSON detail a stage recorded with its watermark ({} when none)."""
     from echo.lake.tables import STAGE_STATE

@@ -22,6 +22,7 @@ SPARK_TO_ARROW: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "binary": pa.binary(),
     "boolean": pa.bool_(),
+    "array<double>": pa.list_(pa.field("element", pa.float64(), nullable=True)),
 }
 
 

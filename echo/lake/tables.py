@@ -11,6 +11,7 @@ import datetime
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     BooleanType,
     DataType,
@@ -277,6 +278,108 @@ FEEDBACK = Table(
     "refined final texts desirable, deleted or rewritten proposals undesirable",
 )
 
+SUGGESTION_GRAPH = Table(
+    name="gold/suggestion_graph",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("model_id", S),
+            _f("language", S),
+            _f("shown_ts_ms", L, False),
+            _f("accepted_ts_ms", L),  # null: not accepted (known at accept time)
+            _f("known_ts_ms", L, False),  # when the outcome is final (accept or show + window)
+            _f("outcome", S, False),  # the label (never a feature)
+            _f("features", ArrayType(D, True), False),  # show/accept-time features only
+            _f("feature_version", S, False),
+            _f("source_version", L, False),  # silver/suggestions version it came from
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("suggestion_id",),
+    description="one node per shown suggestion: features known at show/accept time, outcome label",
+)
+
+SUGGESTION_EDGES = Table(
+    name="gold/suggestion_edges",
+    schema=StructType(
+        [
+            _f("src_id", S, False),  # the earlier suggestion
+            _f("dst_id", S, False),  # the later suggestion
+            _f("edge_type", S, False),  # session | document | user | context
+            _f("weight", D, False),
+            _f("gap_ms", L),  # shown_ts_ms(dst) - shown_ts_ms(src)
+            _f("user_id", S, False),  # both ends belong to this user
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("src_id", "dst_id", "edge_type"),
+    description="one row per related pair of suggestions of one user and kind of relation",
+)
+
+OUTCOME_PREDICTIONS = Table(
+    name="gold/outcome_predictions",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("user_id", S, False),
+            _f("model_id", S),
+            _f("language", S),
+            _f("shown_ts_ms", L, False),
+            _f("day", DateType(), False),  # UTC date of shown_ts_ms
+            _f("outcome", S, False),  # measured outcome (may be replay_gap or not yet final)
+            _f("horizon_open", BooleanType(), False),  # outcome not final at the forecast's as-of
+            _f("used_for_training", BooleanType(), False),
+            _f("p_ignored", D, False),
+            _f("p_rejected", D, False),
+            _f("p_kept", D, False),
+            _f("p_refined", D, False),
+            _f("p_rewritten", D, False),
+            _f("p_deleted", D, False),
+            _f("predicted", S, False),  # argmax class
+            _f("forecaster", S, False),  # e.g. graphsb+sage+reweight
+            _f("forecaster_version", S, False),
+            _f("as_of_ms", L, False),
+            _f("predicted_at", TimestampType(), False),
+            _f("user_bucket", I, False),
+        ]
+    ),
+    partition_by=("user_bucket",),
+    keys=("suggestion_id",),
+    description="one row per shown suggestion: forecast class probabilities",
+)
+
+OUTCOME_ESTIMATES = Table(
+    name="gold/outcome_estimates",
+    schema=StructType(
+        [
+            _f("model_id", S),
+            _f("language", S),
+            _f("day", DateType(), False),
+            _f("shown", L, False),
+            _f("kept", L, False),  # measured, as in gold/acceptance_metrics
+            _f("refined", L, False),
+            _f("rewritten", L, False),
+            _f("deleted", L, False),
+            _f("replay_gap", L, False),
+            _f("est_kept", D, False),  # measured + the forecast mass of the replay_gap rows
+            _f("est_refined", D, False),
+            _f("est_rewritten", D, False),
+            _f("est_deleted", D, False),
+            _f("open", L, False),  # suggestions whose horizon is still open
+            _f("forecaster", S, False),
+            _f("forecaster_version", S, False),
+        ]
+    ),
+    partition_by=("day",),
+    keys=("model_id", "language", "day"),
+    description="per model_id x language x day: measured outcomes beside estimates for replay_gap",
+)
+
 STAGE_STATE = Table(
     name="_echo/stage_state",
     schema=StructType(
@@ -413,6 +516,10 @@ ALL_TABLES: tuple[Table, ...] = (
     ACCEPTANCE_METRICS,
     REFINEMENT_PAIRS,
     FEEDBACK,
+    SUGGESTION_GRAPH,
+    SUGGESTION_EDGES,
+    OUTCOME_PREDICTIONS,
+    OUTCOME_ESTIMATES,
     STAGE_STATE,
     FORGOTTEN_USERS,
     SESSION_CHANGES,
