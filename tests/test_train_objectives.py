@@ -273,7 +273,7 @@ def test_lora_trains_only_adapters_and_saves_a_loadable_adapter_and_merged_model
     from echo.train.config import TrainConfig
     from echo.train.lora import export_lora, prepare_model, trainable_params
 
-    cfg = TrainConfig(lora=True, lora_r=4, lora_alpha=8, gradient_checkpointing=True)
+    cfg = TrainConfig(shards="s", model="m", out="o", lora=True, lora_r=4, lora_alpha=8, gradient_checkpointing=True)
     model = prepare_model(_model(setup), cfg)
     base = _model(setup).eval()
     assert 0 < trainable_params(model) < sum(p.numel() for p in base.parameters()) // 4

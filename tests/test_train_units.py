@@ -174,10 +174,10 @@ def test_max_failures_setting_is_checked() -> None:
 
 
 def test_kto_needs_two_rows_per_micro_batch() -> None:
-    _cfg(objective="kto", micro_batch_size=2).check()
+    _cfg(objective="kto", micro_batch_size=2)
     with pytest.raises(ConfigError, match="micro_batch_size >= 2"):
-        _cfg(objective="sft+kto", micro_batch_size=1).check()
-    _cfg(objective="sft", micro_batch_size=1).check()
+        _cfg(objective="sft+kto", micro_batch_size=1)
+    _cfg(objective="sft", micro_batch_size=1)
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_kto_needs_two_rows_per_micro_batch() -> None:
 )
 def test_lora_and_kto_settings_are_checked(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        _cfg(lora=True, **change).check()
+        _cfg(lora=True, **change)
 
 
 def test_lora_target_modules_reach_peft() -> None:
