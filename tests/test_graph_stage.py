@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Ev, read_table, run_stages, write_jsonl
+from events import Ev
+from helpers import read_table, run_stages, write_jsonl
 
 from echo.graph.config import GraphConfig
 from echo.lake.tables import OUTCOME_ESTIMATES, OUTCOME_PREDICTIONS, SUGGESTIONS

@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from tests.helpers import Ev, read_table, write_jsonl
+from tests.events import Ev
+from tests.helpers import read_table, write_jsonl
 from tests.test_incremental import one_run_vs_batches
 
 DAY = 86_400_000
