@@ -171,6 +171,16 @@ SUGGESTIONS = Table(
             _f("changes_applied", L),
             _f("accepted_chars", L),  # len(accepted_text) in code points
             _f("retained_chars", L),  # chars of accepted_text that survive in final_text (LCS)
+            # typed instead (rejected, ignored, rewritten; docs/signals.md)
+            _f("typed_text", S),  # what the user wrote at the shown offset (null: unknown/n.a.)
+            _f("typed_end_ts_ms", L),  # the change that made it final (null: nothing typed)
+            _f("typed_end", S),  # lines | horizon | exhausted | gap | final (rewritten)
+            # retention at horizons after the accept (docs/signals.md; null: unknown/n.a.)
+            _f("retained_30s", L),
+            _f("retained_2m", L),
+            _f("retained_5m", L),
+            _f("retained_10m", L),
+            _f("retained_15m", L),
             _f("user_bucket", I, False),
             # the partition: UTC date of shown_ts_ms; every orphan row in ORPHAN_DAY
             _f("day", DateType(), False),
@@ -199,6 +209,14 @@ ACCEPTANCE_METRICS = Table(
             _f("accepted_chars", L, False),
             _f("retained_chars", L, False),
             _f("char_retention", D),  # retained_chars / accepted_chars (null if no chars)
+            # retention at horizons (docs/signals.md): per horizon H, retained_H = the sum of
+            # the suggestions' retained_H, known_H = how many have a known value,
+            # known_chars_H = their accepted_chars (retention rate = retained_H / known_chars_H)
+            *[
+                _f(f"{kind}_{h}", L, False)
+                for h in ("30s", "2m", "5m", "10m", "15m")
+                for kind in ("retained", "known", "known_chars")
+            ],
         ]
     ),
     partition_by=("day",),
