@@ -86,6 +86,20 @@ class PairsConfig(Validated):
         "near-duplicate key: the last N characters of the prefix and the first N of the "
         "suffix, white space collapsed, with the whole final text",
     )
+    typed_pairs: bool = setting(
+        True,
+        "write gold/typed_pairs: rejected, ignored and rewritten suggestions paired with what "
+        "the user typed instead (docs/signals.md)",
+    )
+    typed_weight: float = setting(1.0, "weight of a typed-instead pair")
+    retention_weight: str = setting(
+        "off",
+        "weight refinement pairs by retention at this horizon after the accept instead of the "
+        "survival time: factor = min_survival_factor + (1 - min_survival_factor) * "
+        "retained / accepted chars (off: survival time, the default; unknown retention "
+        "falls back to it)",
+        choices=("off", "30s", "2m", "5m", "10m", "15m"),
+    )
     rebuild: bool = setting(
         False,
         "recompute every user's pairs, not only users with new events (done automatically "
@@ -106,7 +120,11 @@ class PairsConfig(Validated):
             raise ConfigError("--min-survival-factor must be within [0, 1]")
         if self.survival_full_s <= 0:
             raise ConfigError("--survival-full-s must be positive")
-        if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus) < 0:
+        if self.retention_weight not in ("off", "30s", "2m", "5m", "10m", "15m"):
+            raise ConfigError(
+                f"--retention-weight must be off, 30s, 2m, 5m, 10m or 15m, not {self.retention_weight!r}"
+            )
+        if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus, self.typed_weight) < 0:
             raise ConfigError("weights must be >= 0")
         if (
             not 0.0 <= self.max_nonprintable_ratio <= 1.0

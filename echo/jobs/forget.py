@@ -44,6 +44,7 @@ from echo.lake.tables import (
     SESSIONS,
     SUGGESTION_CHANGES,
     SUGGESTIONS,
+    TYPED_PAIRS,
     Table,
 )
 from echo.progress import Progress
@@ -60,7 +61,8 @@ STAGE = "forget"
 
 #: Tables with a user_id column, deleted by user id.
 USER_TABLES: tuple[Table, ...] = (
-    EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, SESSION_CHANGES, DOC_DAYS, SUGGESTION_CHANGES,
+    EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS, TYPED_PAIRS, SESSION_CHANGES, DOC_DAYS,
+    SUGGESTION_CHANGES,
 )  # fmt: skip
 _CHUNK = 500
 

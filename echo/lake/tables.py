@@ -260,6 +260,42 @@ REFINEMENT_PAIRS = Table(
     description="one row per kept or refined suggestion that passed the quality filters",
 )
 
+#: Typed-instead pairs (docs/signals.md, docs/pairs.md): a rejected, ignored or rewritten
+#: suggestion with what the user wrote at its position instead (chosen) against the
+#: proposal (rejected); the same scrubbing, filters and split as gold/refinement_pairs.
+TYPED_PAIRS = Table(
+    name="gold/typed_pairs",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("prefix", S),
+            _f("suffix", S),
+            _f("proposal", S, False),  # rejected
+            _f("typed_text", S, False),  # chosen
+            _f("outcome", S, False),  # rejected | ignored | rewritten
+            _f("language", S),
+            _f("model_id", S),
+            _f("split", S, False),
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("shown_ts_ms", L),
+            _f("typed_end_ts_ms", L),
+            _f("typed_end", S),
+            _f("weight", D, False),
+            _f("scrubbed", L, False),
+            _f("source_version", L, False),  # silver/suggestions version it came from
+            _f("scrub_types", S),
+            _f("dedup_key", S, False),  # near-duplicate key over the typed text
+            _f("user_bucket", I, False),
+            _f("day", DateType(), False),  # the suggestion's shown day
+        ]
+    ),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
+    description="one row per rejected, ignored or rewritten suggestion with a typed text that passed the filters",
+)
+
 STAGE_STATE = Table(
     name="_echo/stage_state",
     schema=StructType(
@@ -395,6 +431,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SUGGESTIONS,
     ACCEPTANCE_METRICS,
     REFINEMENT_PAIRS,
+    TYPED_PAIRS,
     STAGE_STATE,
     FORGOTTEN_USERS,
     SESSION_CHANGES,
