@@ -19,6 +19,7 @@ from echo.lake.tables import (
     REFINEMENT_PAIRS,
     SESSIONS,
     SUGGESTIONS,
+    TYPED_PAIRS,
 )
 from echo.progress import Progress
 
@@ -33,6 +34,7 @@ def _lake_with_two_users(spark: Any, root: str, backend: str = "delta-rs") -> Fa
     up.batch(
         [
             suggestion("v1", VICTIM, proposal="secret_sauce = 42"),
+            suggestion("v2", VICTIM, outcome="rejected", final=None, typed="typed_sauce = 43"),
             suggestion("o1", "other", proposal="y = 2"),
         ]
     )
@@ -92,10 +94,13 @@ def test_forget_removes_the_user_everywhere_and_keeps_others(spark: Any, lake: s
     report = execute(spark, up.lake, [VICTIM], progress=Progress("forget", quiet=True))
     assert sum(report["files_vacuumed"].values()) >= 1  # what vacuum reports, not always 0
     assert report["deleted"]["bronze/quarantine"] == 2
-    assert report["deleted"]["bronze/events"] == 1
+    assert report["deleted"]["bronze/events"] == 2
     assert report["deleted"]["gold/refinement_pairs"] == 1
+    assert report["deleted"]["gold/typed_pairs"] == 1
     assert _rows_on_disk(Path(lake), VICTIM) == []
     assert _rows_on_disk(Path(lake), "secret_sauce") == []
+    assert _rows_on_disk(Path(lake), "typed_sauce") == []
+    assert up.lake.read(TYPED_PAIRS).count() == 0
     for t in (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS):
         assert [r[0] for r in up.lake.read(t).select("user_id").distinct().collect()] == ["other"]
     assert [r[0] for r in up.lake.read(QUARANTINE).select("record_hash").collect()] == ["h3"]
