@@ -163,6 +163,7 @@ def test_typed_pairs_flag_off_empties_the_table(spark: Any, lake: str) -> None:
 # ------------------------------------------------------- events to preference shards
 
 
+@pytest.mark.slow  # the whole pipeline and the shards job (~1-3 min on 2 loaded cores)
 def test_pipeline_from_events_to_typed_preference_rows(spark: Any, tmp_path: Path) -> None:
     """ingest -> sessionize -> track -> pairs -> shards on real events: a rejected
     proposal, then the user types another line at its position."""
@@ -187,15 +188,15 @@ def test_pipeline_from_events_to_typed_preference_rows(spark: Any, tmp_path: Pat
 
     from deltalake import DeltaTable
 
-    silver = {r["suggestion_id"]: r for r in DeltaTable(f"{lake}/silver/suggestions").to_pylist()}
+    silver = {r["suggestion_id"]: r for r in DeltaTable(f"{lake}/silver/suggestions").to_pyarrow_table().to_pylist()}
     assert silver["s1"]["outcome"] == "rejected"
     assert (silver["s1"]["typed_text"], silver["s1"]["typed_end"]) == ("return compute(x)", "lines")
     assert silver["s1"]["typed_end_ts_ms"] == t0 + 3_000
     # s2 accepted at t0 + 5 s, the session ends at t0 + 200 s: 30 s and 2 min known, later not
     assert [silver["s2"][f"retained_{h}"] for h in ("30s", "2m", "5m", "10m", "15m")] == [5, 5, None, None, None]
-    metrics = DeltaTable(f"{lake}/gold/acceptance_metrics").to_pylist()
+    metrics = DeltaTable(f"{lake}/gold/acceptance_metrics").to_pyarrow_table().to_pylist()
     assert [(m["retained_2m"], m["known_2m"], m["known_chars_2m"], m["known_5m"]) for m in metrics] == [(5, 1, 5, 0)]
-    typed = DeltaTable(f"{lake}/gold/typed_pairs").to_pylist()
+    typed = DeltaTable(f"{lake}/gold/typed_pairs").to_pyarrow_table().to_pylist()
     assert [(t["suggestion_id"], t["typed_text"], t["proposal"]) for t in typed] == [
         ("s1", "return compute(x)", "return None")
     ]
