@@ -55,7 +55,8 @@ def _lake_with_two_users(spark: Any, root: str, backend: str = "delta-rs") -> Fa
             QUARANTINE.schema,
         ),
     )
-    sessions = [(f"{u}/{T0}", u, T0, T0 + 5000, 2, 1, 5.0, 0) for u in (VICTIM, "other")]
+    start = datetime.datetime.fromtimestamp(T0 / 1000, datetime.timezone.utc).date()
+    sessions = [(f"{u}/{T0}", u, T0, T0 + 5000, 2, 1, 5.0, 0, start) for u in (VICTIM, "other")]
     up.lake.append(
         SESSIONS,
         spark.createDataFrame(sessions, SESSIONS.schema).withColumn(
