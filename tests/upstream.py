@@ -116,7 +116,8 @@ class FakeUpstream:
         self.lake.append(INGEST_RUNS, self.spark.createDataFrame([record], INGEST_RUNS.schema))
         for t in (SUGGESTIONS, SUGGESTION_CHANGES):
             self.lake.ensure(t)
-        new = self.spark.createDataFrame(rows, SUGGESTIONS.schema).withColumn(
+        latest = list({key(r): r for r in rows}.values())  # a row given twice: the last one
+        new = self.spark.createDataFrame(latest, SUGGESTIONS.schema).withColumn(
             "user_bucket", user_bucket("user_id", BUCKETS)
         )
         keys = ["suggestion_id", "doc_id", "user_id", "day"]

@@ -108,13 +108,17 @@ def execute(
         rows, removed, parts, metric_days = _resolve(lake, rows, ids, days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
-        # The rows this run writes or removes, for pairs, before anything they describe:
-        # a rerun after a crash reads the same old rows and records the same changes.
+        # The rows this run writes or removes, for pairs, before anything they describe.
+        # Kept with what an interrupted attempt of this run recorded: after a crash past
+        # the suggestions commit, the rerun reads the new rows as the stored ones, and the
+        # rows the first attempt removed must stay recorded.
         keys = ["suggestion_id", "doc_id", "user_id", "day"]
-        changes = rows.select(*keys).unionByName(removed.select(*keys)).distinct()
-        lake.replace_partitions(
-            SUGGESTION_CHANGES, changes.withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1), [up_to], info=info
-        )
+        earlier = lake.read_partitions(SUGGESTION_CHANGES, [up_to]).select(*keys)
+        changes = rows.select(*keys).unionByName(removed.select(*keys)).unionByName(earlier).distinct()
+        changes = changes.withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1).cache()
+        changes.count()  # materialized before its own partition is replaced
+        lake.replace_partitions(SUGGESTION_CHANGES, changes, [up_to], info=info)
+        changes.unpersist()
         # Metrics next, from what silver/suggestions will hold on those days (the stored
         # rows less the ones replaced, plus the new ones): if the run dies between the two
         # commits, the rerun reads the same old rows and days again; if it dies after both,
