@@ -103,6 +103,20 @@ class PairsConfig(Validated):
         1.0,
         "weight of an undesirable feedback row (desirable rows weigh what their pair weighs)",
     )
+    typed_pairs: bool = setting(
+        True,
+        "write gold/typed_pairs: rejected, ignored and rewritten suggestions paired with what "
+        "the user typed instead (docs/signals.md)",
+    )
+    typed_weight: float = setting(1.0, "weight of a typed-instead pair")
+    retention_weight: str = setting(
+        "off",
+        "weight refinement pairs by retention at this horizon after the accept instead of the "
+        "survival time: factor = min_survival_factor + (1 - min_survival_factor) * "
+        "retained / accepted chars (off: survival time, the default; unknown retention "
+        "falls back to it)",
+        choices=("off", "30s", "2m", "5m", "10m", "15m"),
+    )
     rebuild: bool = setting(
         False,
         "recompute every user's pairs, not only users with new events (done automatically "
@@ -138,7 +152,11 @@ class PairsConfig(Validated):
             raise ConfigError(f"outcomes both desirable and undesirable: {sorted(good & bad)}")
         if self.feedback_undesirable_weight < 0:
             raise ConfigError("--feedback-undesirable-weight must be >= 0")
-        if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus) < 0:
+        if self.retention_weight not in ("off", "30s", "2m", "5m", "10m", "15m"):
+            raise ConfigError(
+                f"--retention-weight must be off, 30s, 2m, 5m, 10m or 15m, not {self.retention_weight!r}"
+            )
+        if min(self.kept_weight, self.refined_weight, self.refined_edit_bonus, self.typed_weight) < 0:
             raise ConfigError("weights must be >= 0")
         if (
             not 0.0 <= self.max_nonprintable_ratio <= 1.0

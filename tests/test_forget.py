@@ -19,6 +19,7 @@ from echo.lake.tables import (
     REFINEMENT_PAIRS,
     SESSIONS,
     SUGGESTIONS,
+    TYPED_PAIRS,
 )
 from echo.progress import Progress
 from tests.events import Ev
@@ -34,6 +35,7 @@ def _lake_with_two_users(spark: Any, root: str, backend: str = "delta-rs") -> Fa
     up.batch(
         [
             suggestion("v1", VICTIM, proposal="secret_sauce = 42"),
+            suggestion("v2", VICTIM, outcome="rejected", final=None, typed="typed_sauce = 43"),
             suggestion("o1", "other", proposal="y = 2"),
         ]
     )
@@ -54,7 +56,8 @@ def _lake_with_two_users(spark: Any, root: str, backend: str = "delta-rs") -> Fa
             QUARANTINE.schema,
         ),
     )
-    sessions = [(f"{u}/{T0}", u, T0, T0 + 5000, 2, 1, 5.0, 0) for u in (VICTIM, "other")]
+    start = datetime.datetime.fromtimestamp(T0 / 1000, datetime.timezone.utc).date()
+    sessions = [(f"{u}/{T0}", u, T0, T0 + 5000, 2, 1, 5.0, 0, start) for u in (VICTIM, "other")]
     up.lake.append(
         SESSIONS,
         spark.createDataFrame(sessions, SESSIONS.schema).withColumn(
@@ -93,10 +96,13 @@ def test_forget_removes_the_user_everywhere_and_keeps_others(spark: Any, lake: s
     report = execute(spark, up.lake, [VICTIM], progress=Progress("forget", quiet=True))
     assert sum(report["files_vacuumed"].values()) >= 1  # what vacuum reports, not always 0
     assert report["deleted"]["bronze/quarantine"] == 2
-    assert report["deleted"]["bronze/events"] == 1
+    assert report["deleted"]["bronze/events"] == 2
     assert report["deleted"]["gold/refinement_pairs"] == 1
+    assert report["deleted"]["gold/typed_pairs"] == 1
     assert _rows_on_disk(Path(lake), VICTIM) == []
     assert _rows_on_disk(Path(lake), "secret_sauce") == []
+    assert _rows_on_disk(Path(lake), "typed_sauce") == []
+    assert up.lake.read(TYPED_PAIRS).count() == 0
     for t in (EVENTS, SESSIONS, SUGGESTIONS, REFINEMENT_PAIRS):
         assert [r[0] for r in up.lake.read(t).select("user_id").distinct().collect()] == ["other"]
     assert [r[0] for r in up.lake.read(QUARANTINE).select("record_hash").collect()] == ["h3"]

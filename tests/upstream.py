@@ -17,6 +17,7 @@ from echo.lake.partitioning import user_bucket
 from echo.lake.tables import EVENTS, INGEST_RUNS, ORPHAN_DAY, SUGGESTION_CHANGES, SUGGESTIONS
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
+from echo.stages.retention import RETENTION_COLUMNS
 
 BUCKETS = 4
 T0 = 1_700_000_000_000
@@ -36,6 +37,7 @@ def suggestion(
     ts: int = T0,
     similarity: float | None = None,
     survival_s: float = 600.0,
+    typed: str | None = None,
 ) -> dict[str, Any]:
     final_text = proposal if final is None and outcome == "kept" else final
     return {
@@ -64,6 +66,10 @@ def suggestion(
         "changes_applied": 0,
         "accepted_chars": len(proposal),
         "retained_chars": len(proposal),
+        "typed_text": typed,
+        "typed_end_ts_ms": ts + 5000 if typed is not None else None,
+        "typed_end": "lines" if typed is not None else None,
+        **{c: (len(proposal) if final_text is not None else None) for c in RETENTION_COLUMNS},
         "user_bucket": 0,
         "day": ORPHAN_DAY if outcome == "orphan" else _day(ts),
     }

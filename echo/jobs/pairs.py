@@ -7,7 +7,9 @@ Bounded like the other stages (docs/architecture.md, "Incremental runs"): a pair
 function of its silver/suggestions row alone, so a run recomputes only the rows that the
 track runs since the ``pairs`` watermark wrote or removed (``_echo/suggestion_changes``),
 reading their ``day`` partitions, and rewrites only those days of gold/refinement_pairs.
-Pairs never go past the track watermark. A change of the settings (or ``--rebuild``)
+Pairs never go past the track watermark. The same rows give gold/typed_pairs
+(typed-instead pairs, docs/signals.md; ``--typed-pairs false`` turns them off), rewritten
+by the same days in a second commit. A change of the settings (or ``--rebuild``)
 recomputes every row. See docs/pairs.md.
 """
 
@@ -32,10 +34,17 @@ from echo.lake.tables import (
     STAGE_STATE,
     SUGGESTION_CHANGES,
     SUGGESTIONS,
+    TYPED_PAIRS,
 )
 from echo.pairs_config import PairsConfig
 from echo.progress import Progress
-from echo.stages.pairs import FILTER_REASONS, SCRUB_COLUMNS, pairs_from_suggestions
+from echo.stages.pairs import (
+    FILTER_REASONS,
+    SCRUB_COLUMNS,
+    TYPED_FILTER_REASONS,
+    pairs_from_suggestions,
+    typed_pairs_from_suggestions,
+)
 from echo.stages.scrub import TYPES
 from echo.stages.track import shown_day
 
@@ -83,6 +92,7 @@ def execute(
     progress: Progress,
 ) -> dict[str, Any]:
     lake.ensure(REFINEMENT_PAIRS)
+    lake.ensure(TYPED_PAIRS)
     sha = config_sha(cfg)
     stored = _stored_config_sha(lake)
     rebuild = cfg.rebuild or (stored is not None and stored != sha)
@@ -90,11 +100,17 @@ def execute(
     up_to = max(since, min(latest_run(lake), watermark(lake, UPSTREAM)))
     source_version = lake.version(SUGGESTIONS) or 0
     empty = {"filtered": {r: 0 for r in FILTER_REASONS}, "scrubbed_by_type": {t: 0 for t in TYPES},
-             "scrubbed_pairs": 0, "candidates": 0, "pairs_written": 0}  # fmt: skip
+             "scrubbed_pairs": 0, "candidates": 0, "pairs_written": 0,
+             "typed": {"enabled": cfg.typed_pairs, "candidates": 0, "pairs_written": 0,
+                       "filtered": {r: 0 for r in TYPED_FILTER_REASONS}}}  # fmt: skip
     if rebuild:
         suggestions = lake.read(SUGGESTIONS)
         removed = lake.read(REFINEMENT_PAIRS).select(*PAIR_KEYS)
-        days = _distinct(lake.read(REFINEMENT_PAIRS), "day") | _distinct(suggestions, "day")
+        removed_typed = lake.read(TYPED_PAIRS).select(*PAIR_KEYS)
+        days = (
+            _distinct(lake.read(REFINEMENT_PAIRS), "day") | _distinct(lake.read(TYPED_PAIRS), "day")
+            | _distinct(suggestions, "day")
+        )  # fmt: skip
         n_rows: int | None = None  # every row
         progress.step("rebuild: every silver/suggestions row")
     else:
@@ -108,6 +124,7 @@ def execute(
         days = _distinct(changed, "day")
         suggestions = lake.read_partitions(SUGGESTIONS, sorted(days)).join(changed, [*PAIR_KEYS, "day"], "left_semi")
         removed = changed.select(*PAIR_KEYS)
+        removed_typed = removed
     days.discard(ORPHAN_DAY)  # orphans are never pairs
     processed = pairs_from_suggestions(suggestions, cfg, source_version).persist(StorageLevel.MEMORY_AND_DISK)
     info = {"echo.stage": STAGE, "echo.run_no": str(up_to), "echo.source_version": str(source_version)}
@@ -121,6 +138,7 @@ def execute(
             .select(*REFINEMENT_PAIRS.columns)
         )
         parts = replace_rows(lake, REFINEMENT_PAIRS, gold, removed, sorted(days), keys=PAIR_KEYS, info=info)
+        progress.step("gold/refinement_pairs committed", days=len(parts), version=lake.version(REFINEMENT_PAIRS))
         # -- gold/feedback (unpaired KTO rows) of the same rows, written the same way
         from echo.jobs.feedback import write_feedback
 
@@ -129,13 +147,30 @@ def execute(
         )
         progress.step("gold/feedback committed", rows=stats["feedback"]["rows_written"],
                       version=stats["feedback"]["version"])  # fmt: skip
+        # typed-instead pairs: the same rows, the same days, in a second commit (a crash
+        # between the two leaves the watermark behind, and the rerun redoes both); turned
+        # off, the changed rows' typed pairs are only removed
+        typed_input = suggestions if cfg.typed_pairs else suggestions.where(F.lit(False))
+        typed = typed_pairs_from_suggestions(typed_input, cfg, source_version).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            typed_stats = {"enabled": cfg.typed_pairs, **_typed_stats(typed)}
+            typed_gold = (
+                typed.where(F.col("drop_reason").isNull())
+                .withColumn("user_bucket", user_bucket("user_id", lake.buckets))
+                .withColumn("day", shown_day())
+                .select(*TYPED_PAIRS.columns)
+            )
+            typed_parts = replace_rows(lake, TYPED_PAIRS, typed_gold, removed_typed, sorted(days), keys=PAIR_KEYS, info=info)
+        finally:
+            typed.unpersist()
+        progress.step("gold/typed_pairs committed", days=len(typed_parts), pairs=typed_stats["pairs_written"],
+                      version=lake.version(TYPED_PAIRS))  # fmt: skip
     finally:
         processed.unpersist()
         if not rebuild:
             changed.unpersist()
-    progress.step("gold/refinement_pairs committed", days=len(parts), version=lake.version(REFINEMENT_PAIRS))
     report = {"run_no": up_to, "rows_changed": n_rows, "rebuild": rebuild, **stats, "days_rewritten": len(parts),
-              "source_version": source_version}  # fmt: skip
+              "source_version": source_version, "typed": typed_stats}  # fmt: skip
     set_watermark(lake, STAGE, up_to, {**report, "config_sha": sha})
     return report
 
@@ -173,6 +208,33 @@ def _stats(processed: DataFrame) -> dict[str, Any]:
         "scrubbed_pairs": n("scrubbed_pairs"),
         "scrubbed_by_type": {t: n(f"scrub_{t}") for t in TYPES},
         "weight_sum": round(float(d.get("weight_sum") or 0.0), 6),
+    }
+
+
+def _typed_stats(typed: DataFrame) -> dict[str, Any]:
+    """Typed-instead counts: candidates, pairs written, per outcome, split and filter."""
+    kept = F.col("drop_reason").isNull()
+    aggs = [
+        F.count(F.lit(1)).alias("candidates"),
+        F.sum(kept.cast("long")).alias("pairs_written"),
+        *[F.sum((F.col("drop_reason") == r).cast("long")).alias(f"f_{r}") for r in TYPED_FILTER_REASONS],
+        F.sum((kept & (F.col("scrubbed") > 0)).cast("long")).alias("scrubbed_pairs"),
+    ]
+    row = typed.agg(*aggs).first()
+    d = row.asDict() if row else {}
+
+    def n(key: str) -> int:
+        return int(d.get(key) or 0)
+
+    outcomes = {r[0]: int(r[1]) for r in typed.where(kept).groupBy("outcome").count().collect()}
+    splits = {r[0]: int(r[1]) for r in typed.where(kept).groupBy("split").count().collect()}
+    return {
+        "candidates": n("candidates"),
+        "pairs_written": n("pairs_written"),
+        "outcomes": {o: outcomes.get(o, 0) for o in ("rejected", "ignored", "rewritten")},
+        "splits": {s: splits.get(s, 0) for s in ("train", "val", "test")},
+        "filtered": {r: n(f"f_{r}") for r in TYPED_FILTER_REASONS},
+        "scrubbed_pairs": n("scrubbed_pairs"),
     }
 
 

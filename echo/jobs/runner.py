@@ -25,6 +25,7 @@ from echo.lake.tables import (
     SESSIONS,
     STAGE_STATE,
     SUGGESTIONS,
+    TYPED_PAIRS,
     Table,
 )
 from echo.pairs_config import PairsConfig
@@ -99,8 +100,8 @@ INGEST = Stage("ingest", reads=(EVENTS, QUARANTINE, FORGOTTEN_USERS), writes=(QU
 SESSIONIZE = Stage("sessionize", reads=(EVENTS, SESSIONS, STAGE_STATE), writes=(SESSIONS, STAGE_STATE), execute=_sessionize)
 TRACK = Stage("track", reads=(EVENTS, SUGGESTIONS, STAGE_STATE),
               writes=(SUGGESTIONS, ACCEPTANCE_METRICS, STAGE_STATE), execute=_track)  # fmt: skip
-PAIRS = Stage("pairs", reads=(SUGGESTIONS, EVENTS, REFINEMENT_PAIRS, FEEDBACK, STAGE_STATE),
-              writes=(REFINEMENT_PAIRS, FEEDBACK, STAGE_STATE), execute=_pairs)  # fmt: skip
+PAIRS = Stage("pairs", reads=(SUGGESTIONS, EVENTS, REFINEMENT_PAIRS, FEEDBACK, TYPED_PAIRS, STAGE_STATE),
+              writes=(REFINEMENT_PAIRS, FEEDBACK, TYPED_PAIRS, STAGE_STATE), execute=_pairs)  # fmt: skip
 
 #: The data pipeline, in order (CONTRACT.md section 6: ``run``).
 PIPELINE: tuple[Stage, ...] = (INGEST, SESSIONIZE, TRACK, PAIRS)

@@ -4,9 +4,10 @@
     spark-submit jobs/shards.py --lake DIR --out DIR
 
 Writes ``sft/{train,val,test}/part-NNNNN.parquet`` (prompt/completion) and
-``pref/{train,val,test}/...`` (prompt/chosen/rejected, from refined pairs) and
-``kto/{train,val,test}/...`` (prompt/completion/label, TRL's unpaired format, from
-gold/feedback; empty when the lake has no such table yet) with balanced row counts, and ``manifest.json`` (rows, bytes, sha256 per file, lake versions read,
+``pref/{train,val,test}/...`` (prompt/chosen/rejected, from refined pairs and from
+gold/typed_pairs when present, with a ``source`` column), ``kto/{train,val,test}/...``
+(prompt/completion/label, TRL's unpaired format, from gold/feedback; empty when the lake
+has no such table yet) with balanced row counts, and ``manifest.json`` (rows, bytes, sha256 per file, lake versions read,
 resolved settings). Spark writes the rows into a temporary sibling directory that is
 renamed into place, so readers see the old shards or the new ones, never a mix.
 See docs/pairs.md.
@@ -28,12 +29,21 @@ from echo.config import LakeConfig, to_dict
 from echo.errors import ConfigError, LakeError
 from echo.jobs.common import stage_main
 from echo.lake.base import spark_uri
-from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS, SUGGESTIONS
+from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS, SUGGESTIONS, TYPED_PAIRS
 from echo.pairs_config import ShardsConfig
 from echo.progress import Progress
 from echo.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, describe_shard, write_manifest
 from echo.stages.pairs import SPLITS
-from echo.stages.shards import FORMATS, dedupe, kto_rows, pref_rows, sft_rows, with_shard_index
+from echo.stages.shards import (
+    FORMATS,
+    PREF_SOURCES,
+    dedupe,
+    kto_rows,
+    pref_rows,
+    sft_rows,
+    typed_pref_rows,
+    with_shard_index,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -159,6 +169,9 @@ def execute(
     n_shards = cfg.shards_per_split
     gold = lake.read(REFINEMENT_PAIRS)
     pairs = (dedupe(gold) if cfg.dedup else gold).persist(StorageLevel.MEMORY_AND_DISK)
+    typed_version = lake.version(TYPED_PAIRS) if lake.exists(TYPED_PAIRS) else None
+    typed_gold = lake.read(TYPED_PAIRS) if typed_version is not None else lake.empty(TYPED_PAIRS)
+    typed = (dedupe(typed_gold) if cfg.dedup else typed_gold).persist(StorageLevel.MEMORY_AND_DISK)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -174,10 +187,16 @@ def execute(
         source_versions = sorted(
             int(r[0]) for r in pairs.select("source_version").distinct().collect()
         )
+        n_typed_gold = typed_gold.count()
+        n_typed = typed.count()
+        pref = pref_rows(pairs, cfg).unionByName(typed_pref_rows(typed, cfg)).persist(StorageLevel.MEMORY_AND_DISK)
+        by_source = {r[0]: int(r[1]) for r in pref.groupBy("source").count().collect()}
+        pref_by_source = {src: by_source.get(src, 0) for src in PREF_SOURCES}
         entries: list[ShardEntry] = []
-        for fmt, build in (("sft", sft_rows), ("pref", pref_rows)):
-            entries += _write_format(build(pairs, cfg), fmt, n_shards, tmp)
+        for fmt, rows_df in (("sft", sft_rows(pairs, cfg)), ("pref", pref)):
+            entries += _write_format(rows_df, fmt, n_shards, tmp)
             progress.step(f"{fmt} shards written", files=sum(1 for e in entries if e.format == fmt))
+        pref.unpersist()
         kto, feedback_version = _write_kto(lake, cfg, n_shards, tmp)
         entries += kto["entries"]
         progress.step("kto shards written", files=len(kto["entries"]), rows=kto["rows"])
@@ -189,11 +208,15 @@ def execute(
                 "lake": lake.root,
                 "tables": {
                     REFINEMENT_PAIRS.name: version,
+                    TYPED_PAIRS.name: typed_version,
                     SUGGESTIONS.name: lake.version(SUGGESTIONS),
                     FEEDBACK.name: feedback_version,
                 },
                 "feedback_rows": kto["gold_rows"],
                 "feedback_near_duplicates_dropped": kto["near_duplicates"],
+                "typed_gold_rows": n_typed_gold,
+                "typed_near_duplicates_dropped": n_typed_gold - n_typed,
+                "pref_rows_by_source": pref_by_source,
                 "pairs_source_versions": source_versions,
                 "gold_rows": n_gold,
                 "near_duplicates_dropped": n_gold - n_pairs,
@@ -207,6 +230,7 @@ def execute(
         raise
     finally:
         pairs.unpersist()
+        typed.unpersist()
     rows = {
         fmt: {s: sum(e.rows for e in manifest.select(fmt, s)) for s in SPLITS} for fmt in FORMATS
     }
@@ -217,6 +241,8 @@ def execute(
         "gold_version": version,
         "gold_rows": n_gold,
         "near_duplicates_dropped": n_gold - n_pairs,
+        "typed_gold_rows": n_typed_gold,
+        "pref_rows_by_source": pref_by_source,
         "rows": rows,
         "files": files,
         "bytes": sum(e.bytes for e in entries),

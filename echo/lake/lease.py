@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from echo.lake.base import Lake
 
 #: Layout version of a lake this code writes (recorded at creation, checked on open).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: What changed in each version (named in the refusal of an older lake).
 FORMAT_CHANGES = {
     3: "silver/sessions partitioned by start_date, silver/suggestions and gold/refinement_pairs "
     "by shown day, incremental state in _echo/session_changes, _echo/doc_days and "
     "_echo/suggestion_changes",
+    4: "typed-instead and retention-at-horizon columns in silver/suggestions and "
+    "gold/acceptance_metrics, and gold/typed_pairs",
 }
 #: Buckets of a new lake when the command does not say.
 DEFAULT_BUCKETS = 16

@@ -173,6 +173,16 @@ SUGGESTIONS = Table(
             _f("changes_applied", L),
             _f("accepted_chars", L),  # len(accepted_text) in code points
             _f("retained_chars", L),  # chars of accepted_text that survive in final_text (LCS)
+            # typed instead (rejected, ignored, rewritten; docs/signals.md)
+            _f("typed_text", S),  # what the user wrote at the shown offset (null: unknown/n.a.)
+            _f("typed_end_ts_ms", L),  # the change that made it final (null: nothing typed)
+            _f("typed_end", S),  # lines | horizon | exhausted | gap | final (rewritten)
+            # retention at horizons after the accept (docs/signals.md; null: unknown/n.a.)
+            _f("retained_30s", L),
+            _f("retained_2m", L),
+            _f("retained_5m", L),
+            _f("retained_10m", L),
+            _f("retained_15m", L),
             _f("user_bucket", I, False),
             # the partition: UTC date of shown_ts_ms; every orphan row in ORPHAN_DAY
             _f("day", DateType(), False),
@@ -201,6 +211,14 @@ ACCEPTANCE_METRICS = Table(
             _f("accepted_chars", L, False),
             _f("retained_chars", L, False),
             _f("char_retention", D),  # retained_chars / accepted_chars (null if no chars)
+            # retention at horizons (docs/signals.md): per horizon H, retained_H = the sum of
+            # the suggestions' retained_H, known_H = how many have a known value,
+            # known_chars_H = their accepted_chars (retention rate = retained_H / known_chars_H)
+            *[
+                _f(f"{kind}_{h}", L, False)
+                for h in ("30s", "2m", "5m", "10m", "15m")
+                for kind in ("retained", "known", "known_chars")
+            ],
         ]
     ),
     partition_by=("day",),
@@ -276,6 +294,42 @@ FEEDBACK = Table(
     keys=("suggestion_id", "doc_id"),
     description="one row per suggestion whose outcome is unpaired feedback (KTO): kept or "
     "refined final texts desirable, deleted or rewritten proposals undesirable",
+)
+
+#: Typed-instead pairs (docs/signals.md, docs/pairs.md): a rejected, ignored or rewritten
+#: suggestion with what the user wrote at its position instead (chosen) against the
+#: proposal (rejected); the same scrubbing, filters and split as gold/refinement_pairs.
+TYPED_PAIRS = Table(
+    name="gold/typed_pairs",
+    schema=StructType(
+        [
+            _f("suggestion_id", S, False),
+            _f("prefix", S),
+            _f("suffix", S),
+            _f("proposal", S, False),  # rejected
+            _f("typed_text", S, False),  # chosen
+            _f("outcome", S, False),  # rejected | ignored | rewritten
+            _f("language", S),
+            _f("model_id", S),
+            _f("split", S, False),
+            _f("user_id", S, False),
+            _f("session_id", S),
+            _f("doc_id", S, False),
+            _f("shown_ts_ms", L),
+            _f("typed_end_ts_ms", L),
+            _f("typed_end", S),
+            _f("weight", D, False),
+            _f("scrubbed", L, False),
+            _f("source_version", L, False),  # silver/suggestions version it came from
+            _f("scrub_types", S),
+            _f("dedup_key", S, False),  # near-duplicate key over the typed text
+            _f("user_bucket", I, False),
+            _f("day", DateType(), False),  # the suggestion's shown day
+        ]
+    ),
+    partition_by=("day",),
+    keys=("suggestion_id", "doc_id"),
+    description="one row per rejected, ignored or rewritten suggestion with a typed text that passed the filters",
 )
 
 SUGGESTION_GRAPH = Table(
@@ -520,6 +574,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SUGGESTION_EDGES,
     OUTCOME_PREDICTIONS,
     OUTCOME_ESTIMATES,
+    TYPED_PAIRS,
     STAGE_STATE,
     FORGOTTEN_USERS,
     SESSION_CHANGES,

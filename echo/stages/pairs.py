@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from echo import contract
 from echo.pairs_config import PairsConfig
+from echo.stages.retention import RETENTION_COLUMNS
 from echo.stages.scrub import TYPES, scrub_pair
+from echo.stages.typed import TYPED_OUTCOMES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,11 +40,30 @@ FILTER_REASONS = (
     "minified",
 )
 
+#: Filter reasons of typed-instead pairs, in the order they are checked: the same
+#: filters, with ``same_as_proposal`` (the typed text equals the proposal up to white
+#: space: no preference) in place of ``whitespace_only_change``.
+TYPED_FILTER_REASONS = (
+    "non_text",
+    "empty_target",
+    "same_as_proposal",
+    "too_short",
+    "too_long",
+    "generated",
+    "minified",
+)
+
 #: Columns of silver/suggestions the transform reads.
 INPUT_COLUMNS = (
     "suggestion_id", "user_id", "session_id", "doc_id", "model_id", "language", "shown_ts_ms",
     "accepted_ts_ms", "horizon_ts_ms", "proposal", "final_text", "outcome", "edit_similarity",
-    "prefix", "suffix",
+    "prefix", "suffix", "accepted_chars", *RETENTION_COLUMNS,
+)  # fmt: skip
+
+#: Columns of silver/suggestions the typed-instead transform reads.
+TYPED_INPUT_COLUMNS = (
+    "suggestion_id", "user_id", "session_id", "doc_id", "model_id", "language", "shown_ts_ms",
+    "proposal", "typed_text", "typed_end_ts_ms", "typed_end", "outcome", "prefix", "suffix",
 )  # fmt: skip
 
 SCRUB_COLUMNS = tuple(f"scrub_{t}" for t in TYPES)
@@ -150,8 +171,23 @@ def survival_seconds(accepted_ts_ms: int | None, horizon_ts_ms: int | None) -> f
     return max(0.0, (horizon_ts_ms - accepted_ts_ms) / 1000.0)
 
 
+def retention_fraction(row: Mapping[str, Any], horizon: str) -> float | None:
+    """``retained_<horizon> / accepted_chars`` of a silver/suggestions row, in [0, 1]
+    (None when ``horizon`` is ``off``, the value is unknown or nothing was accepted)."""
+    if horizon == "off":
+        return None
+    retained, chars = row.get(f"retained_{horizon}"), row.get("accepted_chars")
+    if retained is None or not chars:
+        return None
+    return min(1.0, max(0.0, int(retained) / int(chars)))
+
+
 def pair_weight(
-    outcome: str, edit_similarity: float | None, survival_s: float | None, cfg: PairsConfig
+    outcome: str,
+    edit_similarity: float | None,
+    survival_s: float | None,
+    cfg: PairsConfig,
+    retention: float | None = None,
 ) -> float:
     """``base(outcome) * survival_factor``, where
 
@@ -159,14 +195,16 @@ def pair_weight(
       refined_edit_bonus * (1 - edit_similarity))`` (a bigger correction says more);
     * survival_factor = ``min_survival_factor + (1 - min_survival_factor) *
       min(1, survival_s / survival_full_s)`` (text observed longer is more trustworthy;
-      unknown survival counts as 0 s).
+      unknown survival counts as 0 s), or with ``retention`` (the ``retention_weight``
+      choice: the share of accepted characters retained at a horizon) that share in
+      place of the survival fraction.
     """
     if outcome == "refined":
         sim = 1.0 if edit_similarity is None else min(1.0, max(0.0, edit_similarity))
         base = cfg.refined_weight * (1.0 + cfg.refined_edit_bonus * (1.0 - sim))
     else:
         base = cfg.kept_weight
-    frac = min(1.0, (survival_s or 0.0) / cfg.survival_full_s)
+    frac = retention if retention is not None else min(1.0, (survival_s or 0.0) / cfg.survival_full_s)
     return round(base * (cfg.min_survival_factor + (1.0 - cfg.min_survival_factor) * frac), 6)
 
 
@@ -210,7 +248,9 @@ def build_pair(row: Mapping[str, Any], cfg: PairsConfig, source_version: int) ->
         "shown_ts_ms": row.get("shown_ts_ms"),
         "accepted_ts_ms": row.get("accepted_ts_ms"),
         "edit_similarity": row.get("edit_similarity"),
-        "weight": pair_weight(outcome, row.get("edit_similarity"), survival, cfg),
+        "weight": pair_weight(
+            outcome, row.get("edit_similarity"), survival, cfg, retention_fraction(row, cfg.retention_weight)
+        ),
         "scrubbed": s.total,
         "source_version": int(source_version),
         "survival_s": survival,
@@ -223,14 +263,66 @@ def build_pair(row: Mapping[str, Any], cfg: PairsConfig, source_version: int) ->
     return out
 
 
+# -- one typed-instead pair ------------------------------------------------------------------
+def typed_filter_reason(
+    prefix: str | None, suffix: str | None, proposal: str | None, typed_text: str | None, outcome: str,
+    cfg: PairsConfig,
+) -> str | None:  # fmt: skip
+    """The first filter (``TYPED_FILTER_REASONS`` order) a typed-instead pair fails, or None."""
+    first = filter_reason(prefix, suffix, proposal, typed_text, outcome, cfg)
+    if first in ("non_text", "empty_target"):
+        return first
+    if _WS.sub("", typed_text or "") == _WS.sub("", proposal or ""):
+        return "same_as_proposal"
+    return first
+
+
+def build_typed_pair(row: Mapping[str, Any], cfg: PairsConfig, source_version: int) -> dict[str, Any]:
+    """One rejected, ignored or rewritten suggestion with a typed text -> a gold/typed_pairs
+    row (without ``user_bucket`` and ``day``) plus ``drop_reason`` and ``scrub_<type>``
+    counts: scrubbed like a refinement pair (the typed text in the final text's place),
+    then filtered."""
+    s = scrub_pair(row.get("prefix"), row.get("suffix"), row.get("proposal"), row.get("typed_text"))
+    outcome = str(row["outcome"])
+    reason = typed_filter_reason(s.prefix, s.suffix, s.proposal, s.final_text, outcome, cfg)
+    out: dict[str, Any] = {
+        "suggestion_id": row["suggestion_id"],
+        "prefix": s.prefix,
+        "suffix": s.suffix,
+        "proposal": s.proposal if s.proposal is not None else "",
+        "typed_text": s.final_text if s.final_text is not None else "",
+        "outcome": outcome,
+        "language": row.get("language"),
+        "model_id": row.get("model_id"),
+        "split": split_of(str(row["user_id"]), cfg),
+        "user_id": row["user_id"],
+        "session_id": row.get("session_id"),
+        "doc_id": row["doc_id"],
+        "shown_ts_ms": row.get("shown_ts_ms"),
+        "typed_end_ts_ms": row.get("typed_end_ts_ms"),
+        "typed_end": row.get("typed_end"),
+        "weight": round(cfg.typed_weight, 6),
+        "scrubbed": s.total,
+        "source_version": int(source_version),
+        "scrub_types": ",".join(sorted(s.counts)) or None,
+        "dedup_key": dedup_key(s.prefix, s.suffix, s.final_text, cfg.dedup_context_chars),
+        "drop_reason": reason,
+    }
+    for t in TYPES:
+        out[f"scrub_{t}"] = int(s.counts.get(t, 0))
+    return out
+
+
 # -- Spark ---------------------------------------------------------------------------------
-def candidate_schema() -> StructType:
-    """Gold columns (but ``user_bucket``), ``drop_reason`` and one count per scrub type."""
+def candidate_schema(typed: bool = False) -> StructType:
+    """Gold columns (but ``user_bucket`` and ``day``) of gold/refinement_pairs (or
+    gold/typed_pairs), ``drop_reason`` and one count per scrub type."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-    from echo.lake.tables import REFINEMENT_PAIRS
+    from echo.lake.tables import REFINEMENT_PAIRS, TYPED_PAIRS
 
-    fields = [f for f in REFINEMENT_PAIRS.schema.fields if f.name not in ("user_bucket", "day")]
+    table = TYPED_PAIRS if typed else REFINEMENT_PAIRS
+    fields = [f for f in table.schema.fields if f.name not in ("user_bucket", "day")]
     fields.append(StructField("drop_reason", StringType(), True))
     fields += [StructField(c, LongType(), False) for c in SCRUB_COLUMNS]
     return StructType(fields)
@@ -261,3 +353,23 @@ def pairs_from_suggestions(
 
     candidates = suggestions.where(F.col("outcome").isin(*PAIR_OUTCOMES)).select(*INPUT_COLUMNS)
     return candidates.mapInArrow(fn, schema)
+
+
+def typed_pairs_from_suggestions(suggestions: DataFrame, cfg: PairsConfig, source_version: int) -> DataFrame:
+    """Typed-instead candidates (rejected, ignored and rewritten rows of
+    silver/suggestions with a typed text) -> rows of ``candidate_schema(typed=True)``,
+    computed in the executors."""
+    from pyspark.sql import functions as F
+
+    schema = candidate_schema(typed=True)
+    arrow_schema = _arrow_schema(schema)
+
+    def fn(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        for batch in batches:
+            rows = [build_typed_pair(r, cfg, source_version) for r in batch.to_pylist()]
+            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+
+    candidates = suggestions.where(F.col("outcome").isin(*TYPED_OUTCOMES) & F.col("typed_text").isNotNull())
+    return candidates.select(*TYPED_INPUT_COLUMNS).mapInArrow(fn, schema)

@@ -35,6 +35,12 @@ from typing import Any
 from rapidfuzz.distance import Indel, Levenshtein
 
 from echo import contract
+from echo.stages.region import VersionGroups as _VersionGroups
+from echo.stages.region import order_key as _order_key
+from echo.stages.region import representative as _representative
+from echo.stages.region import version_groups as _version_groups
+from echo.stages.retention import RETENTION_COLUMNS, retention
+from echo.stages.typed import SHAPE_KEYS, TYPED_COLUMNS, proposal_lines, typed_instead
 
 __all__ = ["OUTPUT_COLUMNS", "ReplaySettings", "edit_similarity", "replay_document"]
 
@@ -73,9 +79,9 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "changes_applied",
     "accepted_chars",
     "retained_chars",
+    *TYPED_COLUMNS,
+    *RETENTION_COLUMNS,
 )
-
-_CHANGE_TYPES = ("accepted", "edit")
 
 
 def edit_similarity(accepted_full: str, final_text: str) -> float:
@@ -88,64 +94,8 @@ def _lcs_len(a: str, b: str) -> int:
     return (len(a) + len(b) - Indel.distance(a, b)) // 2
 
 
-def _order_key(ev: Mapping[str, Any]) -> tuple[int, str]:
-    return (int(ev["ts_ms"]), str(ev["event_id"]))
-
-
 def _accept_key(ev: Mapping[str, Any]) -> tuple[int, int, str]:
     return (int(ev["doc_version"]), int(ev["ts_ms"]), str(ev["event_id"]))
-
-
-#: A change, precomputed for the walk: (ts_ms, offset, delete_len, text, suggestion_id of
-#: an ``accepted``, None for an ``edit``).
-_Change = tuple[int, int, int, str, Any]
-
-
-@dataclass(frozen=True)
-class _VersionGroups:
-    """All changes of a document, by version, as parallel lists (the walk's hot loop
-    reads them by index)."""
-
-    versions: list[int]  # ascending
-    ambiguous: list[bool]  # two or more different contents at that version
-    first: list[_Change]  # the earliest change by (ts_ms, event_id)
-    several: list[tuple[_Change, ...] | None]  # all changes, when more than one
-
-
-def _representative(first: _Change, several: tuple[_Change, ...] | None, suggestion_id: Any) -> _Change:
-    """The earliest change, or an ``accepted`` of the tracked suggestion if any."""
-    if several is not None:
-        for change in several:
-            if change[4] == suggestion_id:
-                return change
-    return first
-
-
-def _change(ev: Mapping[str, Any]) -> _Change:
-    if ev["event_type"] == "accepted":
-        return (int(ev["ts_ms"]), int(ev["offset"]), 0, ev["accepted_text"] or "", ev["suggestion_id"])
-    return (int(ev["ts_ms"]), int(ev["offset"]), int(ev["delete_len"] or 0), ev["insert_text"] or "", None)
-
-
-def _version_groups(events: Sequence[Mapping[str, Any]]) -> _VersionGroups:
-    by_version: dict[int, list[Mapping[str, Any]]] = {}
-    for ev in events:
-        if ev["event_type"] in _CHANGE_TYPES:
-            by_version.setdefault(int(ev["doc_version"]), []).append(ev)
-    groups = _VersionGroups([], [], [], [])
-    for version in sorted(by_version):
-        evs = by_version[version]
-        groups.versions.append(version)
-        if len(evs) == 1:  # the common case: one change per version
-            groups.first.append(_change(evs[0]))
-            groups.ambiguous.append(False)
-            groups.several.append(None)
-            continue
-        changes = tuple(_change(ev) for ev in sorted(evs, key=_order_key))
-        groups.first.append(changes[0])
-        groups.ambiguous.append(len({c[1:4] for c in changes}) > 1)
-        groups.several.append(changes)
-    return groups
 
 
 @dataclass
@@ -155,6 +105,7 @@ class _Walk:
     walk_end: str
     applied: int
     horizon_ts_ms: int
+    last_change_ts_ms: int | None  # the last applied change that altered the region's text
 
 
 def _walk(accept: Mapping[str, Any], groups: _VersionGroups, settings: ReplaySettings) -> _Walk:
@@ -170,6 +121,7 @@ def _walk(accept: Mapping[str, Any], groups: _VersionGroups, settings: ReplaySet
     )
     expected = int(accept["doc_version"]) + 1
     applied = 0
+    last_ts: int | None = None
     end = "exhausted"
     versions, ambiguous, first, several = groups.versions, groups.ambiguous, groups.first, groups.several
     for i in range(bisect.bisect_right(versions, expected - 1), len(versions)):
@@ -192,19 +144,22 @@ def _walk(accept: Mapping[str, Any], groups: _VersionGroups, settings: ReplaySet
             text += s
             full += s
             b += len(s)
+            last_ts = ts if s else last_ts
         elif p + d <= a:
             a += len(s) - d
             b += len(s) - d
         elif p >= b:
             pass
         else:
+            before = text
             text = text[: max(0, p - a)] + s + text[p + d - a :]
             a = min(a, p)
             b = a + len(text)
+            last_ts = ts if text != before else last_ts
         applied += 1
         expected += 1
     final = None if end in ("lost", "ambiguous") else text
-    return _Walk(full, final, end, applied, horizon)
+    return _Walk(full, final, end, applied, horizon, last_ts)
 
 
 def _outcome(accepted_full: str, final_text: str, sim: float, settings: ReplaySettings) -> str:
@@ -331,6 +286,12 @@ def replay_document(
 
         if not accepts:
             row["outcome"] = "rejected" if rejects else "ignored"
+            if groups is None:
+                groups = _version_groups(events)
+            shape = proposal_lines(s.get("text")) if "text" in s else (int(s[SHAPE_KEYS[0]]), bool(s[SHAPE_KEYS[1]]))
+            horizon = min(int(s["ts_ms"]) + int(settings.refine_window_s) * 1000, int(s["session_end_ts_ms"]))
+            typed = typed_instead(int(s["offset"]), int(s["doc_version"]), horizon, shape, groups)
+            row.update(typed_text=typed.text, typed_end_ts_ms=typed.end_ts_ms, typed_end=typed.end)
             rows.append(row)
             continue
 
@@ -357,5 +318,8 @@ def replay_document(
                 outcome=_outcome(walk.accepted_full, walk.final_text, sim, settings),
                 retained_chars=_lcs_len(walk.accepted_full, walk.final_text),
             )
+            if row["outcome"] == "rewritten":  # typed instead: the contract's final text
+                row.update(typed_text=walk.final_text, typed_end_ts_ms=walk.last_change_ts_ms, typed_end="final")
+        row.update(retention(first_accept, walk.accepted_full, groups))
         rows.append(row)
     return rows

@@ -5,7 +5,9 @@
 ``prompt = fim_prefix + prefix[-max_prefix_chars:] + fim_suffix + suffix[:max_suffix_chars]
 + fim_middle`` (``fim_mode="psm"``, the default) or ``prefix[-max_prefix_chars:]`` alone
 (``"lm"``, left to right); SFT ``completion`` is the final text; preference rows (``refined`` pairs
-only) have ``chosen`` = final text, ``rejected`` = the model's proposal. The column
+only) have ``chosen`` = final text, ``rejected`` = the model's proposal, ``source = "refined"``;
+typed-instead pairs (gold/typed_pairs) add preference rows with ``chosen`` = the typed
+text, ``source = "typed"``. The column
 layout is fixed (see :mod:`echo.shards.manifest`). :func:`fim_prompt` is the plain-Python
 definition; :func:`fim_prompt_col` the same as a Spark expression, and a test keeps them
 equal.
@@ -31,7 +33,9 @@ SFT_COLUMNS = (
     "prefix",
     "suffix",
 )
-PREF_COLUMNS = ("prompt", "chosen", "rejected", "weight", "suggestion_id", "language", "model_id")
+PREF_COLUMNS = ("prompt", "chosen", "rejected", "weight", "suggestion_id", "language", "model_id", "source")
+#: ``source`` of a preference row: a refined pair, or a typed-instead pair.
+PREF_SOURCES = ("refined", "typed")
 #: TRL's unpaired (KTO) format: prompt, completion, label (+ weight and lineage).
 KTO_COLUMNS = (
     "prompt", "completion", "label", "weight", "suggestion_id", "language", "model_id", "outcome",
@@ -128,7 +132,22 @@ def pref_rows(pairs: DataFrame, cfg: ShardsConfig) -> DataFrame:
         F.col("final_text").alias("chosen"),
         F.col("proposal").alias("rejected"),
         F.col("weight").cast("double").alias("weight"),
-        "suggestion_id", "language", "model_id",
+        "suggestion_id", "language", "model_id", F.lit("refined").alias("source"),
+    )  # fmt: skip
+
+
+def typed_pref_rows(typed: DataFrame, cfg: ShardsConfig) -> DataFrame:
+    """``split`` + PREF_COLUMNS, one row per typed-instead pair (gold/typed_pairs):
+    chosen = what the user typed, rejected = the proposal."""
+    from pyspark.sql import functions as F
+
+    return typed.where(F.col("typed_text") != F.col("proposal")).select(
+        "split",
+        fim_prompt_col(cfg).alias("prompt"),
+        F.col("typed_text").alias("chosen"),
+        F.col("proposal").alias("rejected"),
+        F.col("weight").cast("double").alias("weight"),
+        "suggestion_id", "language", "model_id", F.lit("typed").alias("source"),
     )  # fmt: skip
 
 

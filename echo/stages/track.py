@@ -17,6 +17,8 @@ from pyspark.sql import functions as F
 from echo import contract
 from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, ORPHAN_DAY, SUGGESTIONS
 from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
+from echo.stages.retention import HORIZONS
+from echo.stages.typed import SHAPE_KEYS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -56,7 +58,13 @@ def _replay_group(settings: ReplaySettings) -> Any:
     computed = pa.schema([f for f in schema if f.name not in PASS_THROUGH.values()] + [pa.field(_ROW, pa.int64())])
 
     def fn(table: pa.Table) -> Iterator[pa.RecordBatch] | pa.Table:
-        events = table.select(narrow).to_pylist()
+        import pyarrow.compute as pc
+
+        text = table.column("text")
+        narrow_table = table.select(narrow).append_column(
+            SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0)
+        ).append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
+        events = narrow_table.to_pylist()
         for i, ev in enumerate(events):
             ev[_ROW] = i
         rows = replay_document(events, settings, clean=False, shown_key=_ROW)
@@ -107,6 +115,18 @@ def shown_day(col: str = "shown_ts_ms") -> Any:
     return F.to_date(F.timestamp_millis(F.col(col)))
 
 
+def _retention_aggs() -> list[Any]:
+    aggs = []
+    for h, _ in HORIZONS:
+        col = F.col(f"retained_{h}")
+        aggs += [
+            F.sum(F.coalesce(col, F.lit(0))).cast("long").alias(f"retained_{h}"),
+            F.sum(F.when(col.isNotNull(), 1).otherwise(0)).cast("long").alias(f"known_{h}"),
+            F.sum(F.when(col.isNotNull(), F.col("accepted_chars")).otherwise(0)).cast("long").alias(f"known_chars_{h}"),
+        ]
+    return aggs
+
+
 def acceptance_metrics(suggestions: DataFrame) -> DataFrame:
     """gold/acceptance_metrics rows: per model_id x language x UTC day of shown_ts_ms."""
     s = suggestions.where(F.col("shown_ts_ms").isNotNull()).withColumn("day", shown_day())
@@ -126,6 +146,7 @@ def acceptance_metrics(suggestions: DataFrame) -> DataFrame:
         .cast("long")
         .alias("accepted_chars"),
         F.sum(F.coalesce(F.col("retained_chars"), F.lit(0))).cast("long").alias("retained_chars"),
+        *_retention_aggs(),
     )
     m = m.withColumn("acceptance_rate", F.col("accepted") / F.col("shown")).withColumn(
         "char_retention",

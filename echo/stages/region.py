@@ -1,0 +1,73 @@
+"""A document's changes grouped by version, shared by the region walks of
+:mod:`echo.stages.replay` (the contract's walk), :mod:`echo.stages.typed` (typed
+instead) and :mod:`echo.stages.retention` (retention at horizons).
+
+Identical changes at one version count as one (the earliest by ``(ts_ms, event_id)``,
+except that an ``accepted`` of the tracked suggestion wins); two or more different
+contents at one version make it ``ambiguous`` (a history that cannot be replayed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Change", "VersionGroups", "change_of", "order_key", "representative", "version_groups"]
+
+CHANGE_TYPES = ("accepted", "edit")
+
+#: A change, precomputed for the walk: (ts_ms, offset, delete_len, text, suggestion_id of
+#: an ``accepted``, None for an ``edit``).
+Change = tuple[int, int, int, str, Any]
+
+
+def order_key(ev: Mapping[str, Any]) -> tuple[int, str]:
+    return (int(ev["ts_ms"]), str(ev["event_id"]))
+
+
+@dataclass(frozen=True)
+class VersionGroups:
+    """All changes of a document, by version, as parallel lists (the walks' hot loops
+    read them by index)."""
+
+    versions: list[int]  # ascending
+    ambiguous: list[bool]  # two or more different contents at that version
+    first: list[Change]  # the earliest change by (ts_ms, event_id)
+    several: list[tuple[Change, ...] | None]  # all changes, when more than one
+
+
+def representative(first: Change, several: tuple[Change, ...] | None, suggestion_id: Any) -> Change:
+    """The earliest change, or an ``accepted`` of the tracked suggestion if any."""
+    if several is not None:
+        for change in several:
+            if change[4] == suggestion_id:
+                return change
+    return first
+
+
+def change_of(ev: Mapping[str, Any]) -> Change:
+    if ev["event_type"] == "accepted":
+        return (int(ev["ts_ms"]), int(ev["offset"]), 0, ev["accepted_text"] or "", ev["suggestion_id"])
+    return (int(ev["ts_ms"]), int(ev["offset"]), int(ev["delete_len"] or 0), ev["insert_text"] or "", None)
+
+
+def version_groups(events: Sequence[Mapping[str, Any]]) -> VersionGroups:
+    by_version: dict[int, list[Mapping[str, Any]]] = {}
+    for ev in events:
+        if ev["event_type"] in CHANGE_TYPES:
+            by_version.setdefault(int(ev["doc_version"]), []).append(ev)
+    groups = VersionGroups([], [], [], [])
+    for version in sorted(by_version):
+        evs = by_version[version]
+        groups.versions.append(version)
+        if len(evs) == 1:  # the common case: one change per version
+            groups.first.append(change_of(evs[0]))
+            groups.ambiguous.append(False)
+            groups.several.append(None)
+            continue
+        changes = tuple(change_of(ev) for ev in sorted(evs, key=order_key))
+        groups.first.append(changes[0])
+        groups.ambiguous.append(len({c[1:4] for c in changes}) > 1)
+        groups.several.append(changes)
+    return groups
