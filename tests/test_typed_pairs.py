@@ -10,7 +10,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import Ev, write_jsonl
+from events import Ev
+from helpers import write_jsonl
 from upstream import PREFIX, SUFFIX, FakeUpstream, run_pairs, suggestion
 
 from echo.errors import ConfigError
