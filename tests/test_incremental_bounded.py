@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 
 from tests.events import Ev
@@ -35,6 +36,7 @@ def test_a_late_event_that_bridges_two_sessions_merges_them(spark, tmp_path):
     assert {s[1] for s in whole["silver/suggestions"]} == {f"m/{a['ts_ms']}"}
 
 
+@pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
 def test_a_late_event_that_extends_a_session_moves_the_horizon(spark, tmp_path):
     from tests.helpers import run_stages
 
@@ -68,6 +70,7 @@ def test_a_late_shown_resolves_an_orphan_of_another_document(spark, tmp_path):
     assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]  # no orphan row left
 
 
+@pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
 def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spark, tmp_path):
     shown = Ev(user="p", doc="d2", t0=T0 + 3_600_000).shown("s", "x = 1")
     acc = Ev(user="p", doc="d1", t0=T0 + 3_700_000).accepted("s", "x = 1")
@@ -76,6 +79,7 @@ def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spa
     assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]
 
 
+@pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
 def test_an_event_arriving_after_many_later_batches_is_placed_exactly(spark, tmp_path):
     days = []
     for d in range(4):
