@@ -56,6 +56,11 @@ VOLATILE: dict[str, set[str]] = {
     # the stage, its watermark and the pairs settings hash (config_sha) from detail
     "_echo/stage_state": {"updated_at", "detail"},
     "_echo/forgotten_users": {"forgotten_at"},
+    # per-run incremental state, labelled with the run that recorded it: a stage that ran
+    # after a killed run records the same rows under the number of the run it caught up to
+    "_echo/session_changes": {"run_no"},
+    "_echo/doc_days": {"run_no"},
+    "_echo/suggestion_changes": {"run_no"},
 }
 #: the counts an ingest run reports (CONTRACT.md 1.2)
 COUNTS = ("records_read", "kept", "duplicates", "quarantined", "quarantined_by_reason", "forgotten")
