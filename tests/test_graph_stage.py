@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def _row(sid: str, shown: int, outcome: str, **kw: Any) -> dict[str, Any]:
     row = {f.name: None for f in SUGGESTIONS.schema.fields}
     row.update(suggestion_id=sid, session_id="u1/0", user_id="u1", doc_id="u1:d", model_id="m1",
                language="python", shown_ts_ms=shown, proposal="return x + 1", prefix="def f(x):\n    ",
-               shown_offset=14, latency_ms=120, outcome=outcome, user_bucket=0)  # fmt: skip
+               shown_offset=14, latency_ms=120, outcome=outcome, user_bucket=0,
+               day=datetime.datetime.fromtimestamp(shown / 1000, datetime.timezone.utc).date())  # fmt: skip
     row.update(kw)
     return row
 
