@@ -92,7 +92,12 @@ def spark_rows(spark: Any, lake: str, table: Table) -> list[tuple[Any, ...]]:
     return rows(df.columns, [tuple(r) for r in df.collect()], table)
 
 
-@pytest.mark.parametrize("table", ALL_TABLES, ids=[t.name for t in ALL_TABLES])
+#: the tables the fixture's pipeline writes; the graph and forecast stages' tables (issue
+#: 13, a torch model per run) are read back in tests/test_graph_stage.py instead
+PIPELINE_TABLES = [t for t in ALL_TABLES if not t.name.startswith(("gold/suggestion_", "gold/outcome_"))]
+
+
+@pytest.mark.parametrize("table", PIPELINE_TABLES, ids=[t.name for t in PIPELINE_TABLES])
 def test_duckdb_polars_and_spark_read_the_same_values_as_delta_rs(spark: Any, lake: str, table: Table) -> None:
     reference = delta_rs_rows(lake, table)
     assert reference, f"{table.name} is empty: the comparison would prove nothing"

@@ -113,11 +113,12 @@ def execute(
         # the suggestions commit, the rerun reads the new rows as the stored ones, and the
         # rows the first attempt removed must stay recorded.
         keys = ["suggestion_id", "doc_id", "user_id", "day"]
-        earlier = lake.read_partitions(SUGGESTION_CHANGES, [up_to]).select(*keys)
+        runs = list(range(since + 1, up_to + 1))  # an interrupted attempt may have had a lower up_to
+        earlier = lake.read_partitions(SUGGESTION_CHANGES, runs).select(*keys)
         changes = rows.select(*keys).unionByName(removed.select(*keys)).unionByName(earlier).distinct()
         changes = changes.withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1).cache()
         changes.count()  # materialized before its own partition is replaced
-        lake.replace_partitions(SUGGESTION_CHANGES, changes, [up_to], info=info)
+        lake.replace_partitions(SUGGESTION_CHANGES, changes, runs, info=info)
         changes.unpersist()
         # Metrics next, from what silver/suggestions will hold on those days (the stored
         # rows less the ones replaced, plus the new ones): if the run dies between the two
@@ -135,7 +136,8 @@ def execute(
         outcomes = {r[0]: int(r[1]) for r in rows.groupBy("outcome").count().collect()}
         progress.step("silver/suggestions committed", days=len(parts), version=lake.version(SUGGESTIONS))
         recorded = new_days.withColumn("run_no", F.lit(up_to).cast("long"))
-        lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), [up_to], info=info)
+        # this run's new events include those of any interrupted attempt: its rows go
+        lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), runs, info=info)
         rows.unpersist()
         removed.unpersist()
     finally:
