@@ -209,30 +209,3 @@ def _bucket_files(lake: str, table: str) -> dict[int, set[str]]:
     for f in pa.table(DeltaTable(os.path.join(lake, table)).get_add_actions(flatten=True)).to_pylist():
         out.setdefault(int(f["partition.user_bucket"]), set()).add(f["path"])
     return out
-
-
-def test_a_batch_of_one_user_rewrites_only_that_users_buckets(spark, tmp_path):
-    from echo.lake.partitioning import user_bucket
-    from tests.events import Ev
-
-    users = [f"user-{i}" for i in range(12)]
-    rows = spark.createDataFrame([(u,) for u in users], "user_id string")
-    bucket = {r[0]: r[1] for r in rows.select("user_id", user_bucket("user_id", 16)).collect()}
-    a, b = users[0], next(u for u in users if bucket[u] != bucket[users[0]])
-
-    def events(user: str, t0: int) -> list[dict[str, object]]:
-        ev = Ev(user=user, t0=t0)
-        return [ev.shown("s", "x = 1"), ev.accepted("s", "x = 1")]
-
-    lake = str(tmp_path / "lake")
-    day = 1_700_000_000_000
-    run_stages([write_jsonl(tmp_path / "b1" / "e.jsonl", events(a, day) + events(b, day))], lake)
-    before = {t: _bucket_files(lake, t) for t in ("silver/sessions", "silver/suggestions")}
-    ev = Ev(user=b, doc="d2", t0=day + 86_400_000)
-    run_stages([write_jsonl(tmp_path / "b2" / "e.jsonl", [ev.shown("s2", "y = 2")])], lake)
-    for table, old in before.items():
-        new = _bucket_files(lake, table)
-        assert new[bucket[a]] == old[bucket[a]], table  # the other user's files are untouched
-        assert new[bucket[b]] != old[bucket[b]], table  # the user with new events is rewritten
-    sessions = read_table(lake, "silver/sessions")
-    assert sorted(sessions.user_id) == sorted([a, b, b])
