@@ -23,10 +23,10 @@ from pyspark.sql import functions as F
 from echo.config import LakeConfig
 from echo.graph.config import GraphConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import new_events, rewrite_users
+from echo.jobs.incremental import new_events, rewrite_users, stage_detail
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.partitioning import user_bucket
-from echo.lake.tables import STAGE_STATE, SUGGESTION_EDGES, SUGGESTION_GRAPH, SUGGESTIONS
+from echo.lake.tables import SUGGESTION_EDGES, SUGGESTION_GRAPH, SUGGESTIONS
 from echo.progress import Progress
 from echo.stages.graph import edges, nodes
 
@@ -46,13 +46,8 @@ def config_sha(cfg: GraphConfig) -> str:
 
 
 def _stored_config_sha(lake: Lake) -> str | None:
-    rows = lake.read(STAGE_STATE).where(F.col("stage") == STAGE).select("detail").collect()
-    if not rows or not rows[0][0]:
-        return None
-    try:
-        return json.loads(rows[0][0]).get("config_sha")
-    except ValueError:
-        return None
+    sha = stage_detail(lake, STAGE).get("config_sha")
+    return sha if isinstance(sha, str) else None
 
 
 def users_to_recompute(lake: Lake, buckets: int, *, rebuild: bool) -> tuple[DataFrame, int, int]:

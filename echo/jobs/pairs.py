@@ -25,13 +25,12 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import replace_rows
+from echo.jobs.incremental import replace_rows, stage_detail
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.partitioning import user_bucket
 from echo.lake.tables import (
     ORPHAN_DAY,
     REFINEMENT_PAIRS,
-    STAGE_STATE,
     SUGGESTION_CHANGES,
     SUGGESTIONS,
     TYPED_PAIRS,
@@ -67,13 +66,8 @@ def config_sha(cfg: PairsConfig) -> str:
 
 
 def _stored_config_sha(lake: Lake) -> str | None:
-    rows = lake.read(STAGE_STATE).where(F.col("stage") == STAGE).select("detail").collect()
-    if not rows or not rows[0][0]:
-        return None
-    try:
-        return json.loads(rows[0][0]).get("config_sha")
-    except ValueError:
-        return None
+    sha = stage_detail(lake, STAGE).get("config_sha")
+    return sha if isinstance(sha, str) else None
 
 
 def _changed_rows(lake: Lake, since: int, up_to: int) -> DataFrame:
