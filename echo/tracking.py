@@ -27,6 +27,7 @@ What is logged:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -114,7 +115,11 @@ class Tracker:
         self.mlflow.set_tags(dict(tags))
 
     def metrics(self, values: Mapping[str, float | int | None], step: int | None = None) -> None:
-        clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        clean = {
+            k: float(v)
+            for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if clean:
             self.mlflow.log_metrics(clean, step=step)
 
@@ -123,7 +128,9 @@ class Tracker:
         run already holds (logged live) are not logged again."""
         from mlflow.tracking import MlflowClient
 
-        history = MlflowClient(self.mlflow.get_tracking_uri()).get_metric_history(self.run_id, "loss")
+        history = MlflowClient(self.mlflow.get_tracking_uri()).get_metric_history(
+            self.run_id, "loss"
+        )
         logged = {m.step for m in history}
         for row in rows:
             if int(row["step"]) not in logged:
@@ -213,17 +220,42 @@ def tracked(cfg: TrackingConfig, run_name: str, *, command: str) -> Iterator[Tra
             f"a tracking URI is set ({uri}) but mlflow is not installed; install the 'train' extra"
         ) from None
     _quiet_mlflow()
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI (for its subprocesses): the
+    # block's URI must not outlive it in this process (a notebook, the next command of a test)
+    before = os.environ.get(URI_ENV)
     mlflow.set_tracking_uri(uri)
     try:
-        if mlflow.get_experiment_by_name(cfg.experiment) is None and uri.startswith("sqlite:///"):
-            # artifacts next to the database, not in ./mlruns of the working directory
-            store = Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"
-            mlflow.create_experiment(cfg.experiment, artifact_location=store.as_uri())
-        mlflow.set_experiment(cfg.experiment)
-    except Exception as exc:  # unreachable server, bad store: one line
-        raise ConfigError(f"MLflow tracking URI {uri}: {str(exc).splitlines()[0]}") from None
-    with mlflow.start_run(run_name=run_name, tags={"echo.command": command}) as run:
-        yield Tracker(mlflow, run)
+        try:
+            if mlflow.get_experiment_by_name(cfg.experiment) is None and uri.startswith(
+                "sqlite:///"
+            ):
+                # artifacts next to the database, not in ./mlruns of the working directory
+                store = Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"
+                mlflow.create_experiment(cfg.experiment, artifact_location=store.as_uri())
+            mlflow.set_experiment(cfg.experiment)
+        except Exception as exc:  # unreachable server, bad store: one line
+            raise ConfigError(f"MLflow tracking URI {uri}: {str(exc).splitlines()[0]}") from None
+        with mlflow.start_run(run_name=run_name, tags={"echo.command": command}) as run:
+            yield Tracker(mlflow, run)
+    finally:
+        _restore_tracking_uri(mlflow, before)
+
+
+#: the environment variable MLflow reads (and, through set_tracking_uri, writes)
+URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def _restore_tracking_uri(mlflow: Any, before: str | None) -> None:
+    """Put MLflow's process-wide tracking URI (and its environment variable) back as the
+    caller had it."""
+    if before is not None:
+        mlflow.set_tracking_uri(before)
+        os.environ[URI_ENV] = before
+        return
+    # an MLflow that refuses None: the variable is dropped below; the default store follows
+    with contextlib.suppress(Exception):
+        mlflow.set_tracking_uri(None)  # unsets the variable as well
+    os.environ.pop(URI_ENV, None)
 
 
 def _quiet_mlflow() -> None:
@@ -251,7 +283,12 @@ def log_train_result(run: Tracker, result: Any) -> None:
     """Per-step metrics (rank 0), the final state and the Hugging Face model."""
     run.step_metrics(result.metrics)
     run.metrics({"final_loss": result.final.get("loss"), "steps": result.steps})
-    run.tags({"echo.finished": str(bool(result.finished)).lower(), "echo.checkpoint": str(result.checkpoint_path)})
+    run.tags(
+        {
+            "echo.finished": str(bool(result.finished)).lower(),
+            "echo.checkpoint": str(result.checkpoint_path),
+        }
+    )
     run.artifacts(result.model_path, "model")
     run.artifacts(Path(result.model_path).parent / "train_result.json")
 
@@ -268,14 +305,23 @@ def log_evaluation(run: Tracker, args: Mapping[str, Any], report: Mapping[str, A
         run.mlflow.log_dict(dict(report), "evaluation.json")
 
 
-def log_loop(run: Tracker, config: Mapping[str, Any], results: Mapping[str, Any], paths: Mapping[str, Any]) -> None:
+def log_loop(
+    run: Tracker, config: Mapping[str, Any], results: Mapping[str, Any], paths: Mapping[str, Any]
+) -> None:
     """Parameters, one nested run per arm (acceptance with its 95% interval), the report."""
     run.params(config)
     for row in results.get("table", []):
         with run.child(f"round {row['round']} {row['model']}") as arm:
             arm.tags({"echo.round": str(row["round"]), "echo.model": str(row["model"])})
             lo, hi = row["ci95"]
-            arm.metrics({"acceptance": row["acceptance"], "ci95_low": lo, "ci95_high": hi, "shown": row["shown"]})
+            arm.metrics(
+                {
+                    "acceptance": row["acceptance"],
+                    "ci95_low": lo,
+                    "ci95_high": hi,
+                    "shown": row["shown"],
+                }
+            )
         key = f"acceptance.round{row['round']}.{row['model']}"
         run.metrics({key: row["acceptance"], f"{key}.ci95_low": lo, f"{key}.ci95_high": hi})
     for path in paths.values():

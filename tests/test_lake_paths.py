@@ -6,6 +6,7 @@ given) and Unity Catalog names (delta-spark only)."""
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,17 @@ def _qualified_location(spark: Any, location: str) -> str:
     jvm = spark.sparkContext._jvm
     utils = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils
     warehouse = spark.conf.get("spark.sql.warehouse.dir")
-    return str(utils.makeQualifiedDBObjectPath(warehouse, location, spark.sparkContext._jsc.hadoopConfiguration()))
+    return str(
+        utils.makeQualifiedDBObjectPath(
+            warehouse, location, spark.sparkContext._jsc.hadoopConfiguration()
+        )
+    )
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_the_spark_uri_passes_deltas_create_table_location_check(spark: Any, tmp_path: Path, form: str) -> None:
+def test_the_spark_uri_passes_deltas_create_table_location_check(
+    spark: Any, tmp_path: Path, form: str
+) -> None:
     # DeltaCatalog.createDeltaTable refuses `delta.`<ident>`` with a LOCATION that does not
     # end with <ident> (DELTA_AMBIGUOUS_PATHS_IN_CREATE_TABLE)
     ident = spark_uri(local_forms(tmp_path / "lake" / "silver" / "sessions")[form])
@@ -106,7 +113,9 @@ def test_the_old_three_slash_form_fails_deltas_location_check(spark: Any, tmp_pa
     assert not _qualified_location(spark, ident).endswith(ident)
 
 
-@pytest.mark.parametrize("uri", ["s3a://bucket/lake/silver/sessions", "abfss://c@acct.dfs.core.windows.net/lake/t"])
+@pytest.mark.parametrize(
+    "uri", ["s3a://bucket/lake/silver/sessions", "abfss://c@acct.dfs.core.windows.net/lake/t"]
+)
 def test_object_store_uris_pass_deltas_location_check(spark: Any, uri: str) -> None:
     assert _qualified_location(spark, spark_uri(uri)).endswith(spark_uri(uri))
 
@@ -122,7 +131,7 @@ def test_a_table_written_under_one_spelling_is_read_under_every_other(
     forms = local_forms(d)
     first = open_lake(spark, forms["file-three-slashes"], backend)
     first.check_root(create=True)
-    row = ("u/1", "u", 1, 2, 1, 1, 0.0, 0)
+    row = ("u/1", "u", 1, 2, 1, 1, 0.0, 0, date(1970, 1, 1))
     first.append(SESSIONS, spark.createDataFrame([row], SESSIONS.schema))
     for form, uri in forms.items():
         lake = open_lake(spark, uri, backend)
@@ -130,8 +139,16 @@ def test_a_table_written_under_one_spelling_is_read_under_every_other(
         assert lake.root == str(d) and lake.path(SESSIONS) == str(d / "silver" / "sessions"), form
         assert [tuple(r) for r in lake.read(SESSIONS).collect()] == [row], form
     again = open_lake(spark, forms["file-one-slash"], backend)
-    again.append(SESSIONS, spark.createDataFrame([("v/1", "v", 1, 2, 1, 1, 0.0, 1)], SESSIONS.schema))
-    assert sorted(DeltaTable(str(d / "silver" / "sessions")).to_pandas().session_id) == ["u/1", "v/1"]
+    again.append(
+        SESSIONS,
+        spark.createDataFrame(
+            [("v/1", "v", 1, 2, 1, 1, 0.0, 1, date(1970, 1, 1))], SESSIONS.schema
+        ),
+    )
+    assert sorted(DeltaTable(str(d / "silver" / "sessions")).to_pandas().session_id) == [
+        "u/1",
+        "v/1",
+    ]
     assert sorted(p.name for p in d.iterdir()) == ["_echo", "silver"]  # one lake, one place
 
 
@@ -144,7 +161,9 @@ def test_delta_spark_identifies_object_store_tables_by_their_hadoop_uri(spark: A
     assert s3.root == "s3://bucket/lake"
     assert s3.ident(EVENTS) == "delta.`s3a://bucket/lake/bronze/events`"
     abfss = DeltaSparkLake(spark, "abfss://c@acct.dfs.core.windows.net/lake")
-    assert abfss.ident(SESSIONS) == "delta.`abfss://c@acct.dfs.core.windows.net/lake/silver/sessions`"
+    assert (
+        abfss.ident(SESSIONS) == "delta.`abfss://c@acct.dfs.core.windows.net/lake/silver/sessions`"
+    )
 
 
 def test_delta_rs_keeps_object_store_uris_as_given(spark: Any) -> None:
@@ -152,4 +171,6 @@ def test_delta_rs_keeps_object_store_uris_as_given(spark: Any) -> None:
 
     lake = DeltaRsLake(spark, "s3://bucket/lake/")
     assert lake.path(EVENTS) == "s3://bucket/lake/bronze/events"  # delta-rs reads s3:// itself
-    assert spark_uri(lake.path(EVENTS)) == "s3a://bucket/lake/bronze/events"  # Spark's staging writes
+    assert (
+        spark_uri(lake.path(EVENTS)) == "s3a://bucket/lake/bronze/events"
+    )  # Spark's staging writes

@@ -37,7 +37,9 @@ def test_without_a_tracking_uri_nothing_is_tracked(monkeypatch: pytest.MonkeyPat
         assert run is None
 
 
-def test_the_environment_uri_is_used_when_no_setting_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_uri_is_used_when_no_setting_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with tracked(TrackingConfig(experiment="env"), "from-env", command="evaluate") as run:
@@ -45,6 +47,23 @@ def test_the_environment_uri_is_used_when_no_setting_is_given(tmp_path: Path, mo
         run.metrics({"m": 1.5})
     (r,) = _runs(uri, "env")
     assert r.data.metrics == {"m": 1.5} and r.data.tags["echo.command"] == "evaluate"
+
+
+def test_a_tracked_block_leaves_the_process_tracking_uri_as_it_found_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a later command of the same
+    process (a notebook cell, a subprocess it starts) must not inherit the block's store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'one.db'}"
+    with tracked(TrackingConfig(tracking_uri=uri, experiment="one"), "one", command="train") as run:
+        assert run is not None and os.environ.get("MLFLOW_TRACKING_URI") == uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    outer = f"sqlite:///{tmp_path / 'outer.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", outer)
+    with tracked(TrackingConfig(tracking_uri=uri, experiment="one"), "two", command="train"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == outer and mlflow.get_tracking_uri() == outer
 
 
 def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None:
@@ -56,7 +75,9 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
         {"round": 0, "model": "static", "acceptance": 0.31, "ci95": [0.27, 0.35], "shown": 512},
         {"round": 1, "model": "echo", "acceptance": 0.42, "ci95": [0.38, 0.46], "shown": 498},
     ]}  # fmt: skip
-    with tracked(TrackingConfig(tracking_uri=uri, experiment="loop"), "loop", command="loop") as run:
+    with tracked(
+        TrackingConfig(tracking_uri=uri, experiment="loop"), "loop", command="loop"
+    ) as run:
         assert run is not None
         log_loop(run, {"rounds": 1, "seed": 0, "ablations": ["no-scrub"]}, results, {"md": report})
     runs = {r.info.run_name: r for r in _runs(uri, "loop")}
@@ -65,8 +86,15 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
     assert parent.data.metrics["acceptance.round1.echo"] == 0.42
     arm = runs["round 1 echo"]
     assert arm.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert arm.data.metrics == {"acceptance": 0.42, "ci95_low": 0.38, "ci95_high": 0.46, "shown": 498.0}
-    assert [a.path for a in _client(uri).list_artifacts(parent.info.run_id, "report")] == ["report/report.md"]
+    assert arm.data.metrics == {
+        "acceptance": 0.42,
+        "ci95_low": 0.38,
+        "ci95_high": 0.46,
+        "shown": 498.0,
+    }
+    assert [a.path for a in _client(uri).list_artifacts(parent.info.run_id, "report")] == [
+        "report/report.md"
+    ]
     # a sqlite store keeps its artifacts next to the database, not in ./mlruns of the cwd
     assert list((tmp_path / "mlartifacts").rglob("report.md"))
 
@@ -95,7 +123,9 @@ class SeenSteps:
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+    ray.init(
+        num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}}
+    )
     yield
     ray.shutdown()
 
@@ -132,8 +162,14 @@ def test_train_logs_config_step_metrics_data_tags_and_model(tracked_train: dict[
     assert run.data.tags["echo.manifest_sha256"] == manifest.sha256
     history = _client(uri).get_metric_history(run.info.run_id, "loss")
     logged = read_metrics(tracked_train["out"] / "metrics.jsonl")
-    assert [(m.step, m.value) for m in history] == [(r["step"], pytest.approx(r["loss"])) for r in logged]
-    assert {m.step for m in _client(uri).get_metric_history(run.info.run_id, "tokens_per_s")} == {1, 2, 3}
+    assert [(m.step, m.value) for m in history] == [
+        (r["step"], pytest.approx(r["loss"])) for r in logged
+    ]
+    assert {m.step for m in _client(uri).get_metric_history(run.info.run_id, "tokens_per_s")} == {
+        1,
+        2,
+        3,
+    }
     artifacts = {a.path for a in _client(uri).list_artifacts(run.info.run_id, "model")}
     assert "model/config.json" in artifacts
 
@@ -150,7 +186,9 @@ def test_evaluate_logs_the_scores_it_reports(tracked_train: dict[str, Any], tmp_
     assert rc == 0
     report = json.loads(out.read_text())
     (run,) = _runs(uri, "tiny-eval")
-    assert run.data.metrics["model_metrics.edit_similarity"] == pytest.approx(report["model_metrics"]["edit_similarity"])
+    assert run.data.metrics["model_metrics.edit_similarity"] == pytest.approx(
+        report["model_metrics"]["edit_similarity"]
+    )
     assert run.data.metrics["pairs"] == report["pairs"]
     assert run.data.tags["echo.manifest_sha256"] == report["manifest_sha256"]
     assert [a.path for a in _client(uri).list_artifacts(run.info.run_id)] == ["eval.json"]
@@ -172,7 +210,9 @@ def test_train_logs_each_step_while_it_runs_to_a_file_store(
         out=str(tmp_path / "run"), objective="sft", num_workers=1, max_steps=3, micro_batch_size=4,
         seed=1, run_name="live",
     )  # fmt: skip
-    with tracked(TrackingConfig(tracking_uri=uri, experiment="live"), "live", command="train") as run:
+    with tracked(
+        TrackingConfig(tracking_uri=uri, experiment="live"), "live", command="train"
+    ) as run:
         assert run is not None
         train(cfg, before_step=SeenSteps(uri, run.run_id, str(seen)), after_step=run.live_metrics())
     # before step k+1 the run already held steps 1..k: logged as they ended, not at the end
