@@ -101,29 +101,74 @@ def test_static_pretraining_lowers_the_loss_on_the_bare_loop(tmp_path: Path) -> 
     assert AutoModelForCausalLM.from_pretrained(res.model_path).config.n_layer == 1
 
 
-def _round(echo: tuple[int, int], static: tuple[int, int], refined: int) -> dict[str, object]:
-    from echo.loop.stats import wilson
+def _people(rates: list[tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    return {f"{i:05d}": r for i, r in enumerate(rates)}
 
-    def m(acc: int, shown: int) -> dict[str, object]:
-        return {"shown": shown, "accepted": acc, "acceptance": acc / shown, "ci95": list(wilson(acc, shown))}
 
+def _round(echo: list[tuple[int, int]], static: list[tuple[int, int]], refined: int) -> dict[str, object]:
+    from echo.loop.stats import paired_difference
+
+    d = paired_difference(_people(echo), _people(static), resamples=500, seed=1)
     return {"round": 1, "harvest": {"pairs": {"total": refined + 10, "outcome:refined": refined}},
-            "eval": {"metrics": {"echo-r1": m(*echo), "static": m(*static)}}}  # fmt: skip
+            "eval": {"paired": {"echo-r1 - static": d}}}  # fmt: skip
 
 
-def test_verdict_says_echo_beats_when_the_intervals_separate() -> None:
+def test_verdict_says_echo_beats_when_the_paired_interval_excludes_zero() -> None:
     from echo.loop.report import verdicts
 
-    (v,) = verdicts({"rounds": [_round((200, 1000), (80, 1000), refined=120)]})
-    assert "echo-r1 beats static" in v and "+12.0 points" in v and "Why" not in v
+    # every user accepts 4 more of 20 proposals from Echo: +20 points, the same for everyone
+    (v,) = verdicts({"rounds": [_round([(6 + i % 3, 20) for i in range(30)], [(2 + i % 3, 20) for i in range(30)], refined=120)]})
+    assert "echo-r1 beats static" in v and "+20.0 points" in v and "over 30 users" in v and "Why" not in v
 
 
 def test_verdict_says_why_when_echo_does_not_win() -> None:
     from echo.loop.report import verdicts
 
-    (v,) = verdicts({"rounds": [_round((9, 100), (10, 100), refined=4)]})
+    echo = [(1, 10), (0, 10), (2, 10), (1, 10)]
+    static = [(0, 10), (2, 10), (1, 10), (1, 10)]
+    (v,) = verdicts({"rounds": [_round(echo, static, refined=4)]})
     assert "does NOT beat static" in v
-    assert "only 4 refined pairs" in v and "cannot be separated" in v
+    assert "only 4 refined pairs" in v
+
+
+def test_paired_difference_of_an_arm_with_itself_is_exactly_zero() -> None:
+    from echo.loop.stats import paired_difference
+
+    same = _people([(3, 10), (0, 4), (7, 9), (1, 12)])
+    d = paired_difference(same, same, resamples=200, seed=0)
+    assert d["diff"] == 0.0 and d["ci95"] == [0.0, 0.0] and d["people"] == 4
+
+
+def test_pairing_narrows_the_interval_when_users_differ_a_lot() -> None:
+    """Users differ widely in how much they accept; pairing cancels it. The same counts
+    with the people shuffled in one arm (pairs broken) give a much wider interval."""
+    from echo.loop.stats import paired_difference
+
+    base = [(k, 20) for k in (1, 2, 3, 9, 10, 11, 15, 16, 17, 18) * 3]
+    better = [(a + 2, n) for a, n in base]
+    paired = paired_difference(_people(better), _people(base), resamples=1000, seed=0)
+    broken = paired_difference(_people(better), _people(base[7:] + base[:7]), resamples=1000, seed=0)
+    assert paired["diff"] == pytest.approx(0.1) and broken["diff"] == pytest.approx(0.1)
+    assert paired["ci95"][0] > 0
+    assert (paired["ci95"][1] - paired["ci95"][0]) < 0.5 * (broken["ci95"][1] - broken["ci95"][0])
+
+
+def test_a_person_missing_from_one_arm_counts_as_nothing_shown_there() -> None:
+    from echo.loop.stats import paired_difference
+
+    d = paired_difference({"00000": (5, 10), "00001": (1, 10)}, {"00000": (2, 10)}, resamples=100, seed=0)
+    assert d["people"] == 2 and d["diff"] == pytest.approx(6 / 20 - 2 / 10)
+
+
+def test_goals_say_met_not_met_and_not_measured_from_the_run() -> None:
+    from echo.loop.report import goals
+
+    rec = _round([(6, 20)] * 10, [(2, 20)] * 10, refined=50)
+    rec["eval"]["paired"]["echo-r1 - raw-accepted-r1"] = rec["eval"]["paired"]["echo-r1 - static"]
+    g = {x["goal"].split(" (")[0].split(",")[0]: x["met"] for x in goals({"rounds": [rec], "timings": {"total_s": 700.0}})}
+    assert g["round 1: echo ahead of raw-accepted"] is True
+    assert g["round 2 at least as good as round 1"] is None
+    assert g["the whole loop in at most 10 minutes"] is False
 
 
 def test_a_second_loop_run_into_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,17 @@ from typing import Any
 from echo.config import Validated, setting
 from echo.errors import ConfigError
 
-ABLATIONS = ("raw-accepted", "raw-shown", "none")
+#: arms besides Echo: their training data and objective (all from the same telemetry and
+#: starting model as Echo; docs/experiment.md)
+ARMS: dict[str, str] = {
+    "raw-accepted": "SFT on the text as accepted (the raw logs)",
+    "raw-shown": "SFT on the proposals as shown",
+    "none": "no fine-tuning: the round's starting model",
+    "echo+typed": "SFT on the refined final texts plus what users typed instead of a proposal",
+    "echo+kto": "SFT on the refined final texts plus KTO on the unpaired feedback",
+    "echo+dpo": "SFT on the refined final texts plus DPO on refined and typed-instead preferences",
+}
+ABLATIONS = tuple(ARMS)
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,10 @@ class LoopConfig(Validated):
     max_new_tokens: int = setting(24, "tokens a proposal may have (cut at one line)")
     # --- fine-tuning ---
     ablations: tuple[str, ...] = setting(
-        ("raw-accepted", "none"),
-        "arms besides Echo: raw-accepted (logs as accepted), raw-shown (proposals as shown), "
-        "none (no fine-tuning: the round's starting model)",
+        ("raw-accepted", "echo+typed", "echo+kto", "none"),
+        "arms besides Echo: " + "; ".join(f"{k}: {v}" for k, v in ARMS.items()),
     )
+    resamples: int = setting(2000, "bootstrap resamples (over evaluation users) of the paired intervals")
     train_steps: int = setting(60, "optimizer steps per fine-tuning run")
     train_lr: float = setting(1e-3, "fine-tuning learning rate")
     micro_batch_size: int = setting(8, "pairs per worker per step")
@@ -70,7 +80,7 @@ class LoopConfig(Validated):
             raise ConfigError("--out DIR is required")
         if self.rounds < 1:
             raise ConfigError("--rounds must be >= 1")
-        for name in ("harvest_users", "eval_users", "days", "batches", "static_steps", "train_steps"):
+        for name in ("harvest_users", "eval_users", "days", "batches", "static_steps", "train_steps", "resamples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be >= 1")
         bad = [a for a in self.ablations if a not in ABLATIONS]

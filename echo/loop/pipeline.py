@@ -25,8 +25,10 @@ def run_pipeline(
     suffix_chars: int = 2048,
     fim_mode: str = "psm",
     quiet: bool = True,
+    together: bool = False,
 ) -> dict[str, Any]:
-    """Run the stages batch by batch into ``lake_dir``; the run reports of every stage.
+    """Run the stages batch by batch into ``lake_dir`` (``together``: all batches in one
+    run); the run reports of every stage.
 
     Every harvest user's pairs go to the train split: the loop measures on fresh users
     of its own, so a val/test split of the harvest would only waste the signal."""
@@ -40,9 +42,11 @@ def run_pipeline(
     with open_job_lake(spark, lake_cfg, create=True, command="loop", quiet=quiet) as lake:
         reports: list[dict[str, Any]] = []
         stages = PIPELINE if pairs else PIPELINE[:-1]
-        for batch in batch_dirs:
-            ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=(str(batch),), quiet=quiet)
-            reports.append({"batch": batch.name, **run_stages(ctx, stages)})
+        runs = [list(batch_dirs)] if together else [[b] for b in batch_dirs]
+        for batches in runs:
+            events = tuple(str(b) for b in batches)
+            ctx = StageContext(spark, lake, lake_cfg, cfg, pcfg, events=events, quiet=quiet)
+            reports.append({"batch": ",".join(b.name for b in batches), **run_stages(ctx, stages)})
         out: dict[str, Any] = {"lake": str(lake_dir), "batches": reports}
         if shards_out is not None:
             scfg = ShardsConfig(out=str(shards_out), max_prefix_chars=prefix_chars, max_suffix_chars=suffix_chars,
@@ -52,11 +56,14 @@ def run_pipeline(
 
 
 def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -> dict[str, Any]:
-    """The Echo shards' SFT train rows with the completion swapped for the raw log.
+    """The Echo shards' SFT train rows with the completion swapped for the raw log, or
+    with the typed-instead rows added.
 
     ``target``: ``accepted`` (the text as the user accepted it, before any refinement:
-    silver/suggestions.accepted_text) or ``shown`` (the proposal as shown). Same pairs,
-    prompts and weights as Echo: only the training target differs.
+    silver/suggestions.accepted_text) or ``shown`` (the proposal as shown): same pairs,
+    prompts and weights as Echo, only the training target differs. ``typed``: Echo's rows
+    unchanged plus one row per typed-instead preference pair of the pref shards (prompt,
+    completion = what the user typed, its weight).
     """
     import shutil
 
@@ -77,7 +84,9 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
     for e in manifest.select("sft", "train"):
         table = pq.read_table(echo_shards / e.path)
         d = table.to_pydict()
-        if target == "accepted":
+        if target == "typed":
+            new = list(d["completion"])
+        elif target == "accepted":
             new = [accepted.get(s) or p for s, p in zip(d["suggestion_id"], d["proposal"], strict=True)]
         else:
             new = [p or "" for p in d["proposal"]]
@@ -88,8 +97,51 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
         (out / e.path).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out / e.path)
         entries.append(describe_shard(out, e.path, "sft", "train"))
+    if target == "typed":
+        schema = pq.read_schema(echo_shards / manifest.select("sft", "train")[0].path)
+        ctx = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "prefix", "suffix"]).to_pydict()
+        context = {k: (p, q) for k, p, q in zip(ctx["suggestion_id"], ctx["prefix"], ctx["suffix"], strict=True)}
+        typed = _typed_sft_rows(echo_shards, manifest, schema, context)
+        rel = "sft/train/typed-instead.parquet"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(typed, out / rel)
+        entries.append(describe_shard(out, rel, "sft", "train"))
+        rows += typed.num_rows
+        changed += typed.num_rows
     write_manifest(out, Manifest(
         shards=tuple(entries), config={**manifest.config, "ablation": target}, fim=manifest.fim,
         source={**manifest.source, "ablation_of": str(echo_shards)}, created_at=manifest.created_at,
     ))  # fmt: skip
     return {"rows": rows, "targets_changed": changed}
+
+
+def _typed_sft_rows(
+    shards: Path, manifest: Any, schema: Any, context: dict[str, tuple[str | None, str | None]]
+) -> Any:
+    """The pref shards' typed-instead rows (``source == "typed"``) as SFT rows of
+    ``schema``: prompt, completion = what the user typed, weight, proposal; prefix and
+    suffix from silver/suggestions (``context``), clipped as the shards clip them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from echo.stages.shards import clip_prefix, clip_suffix
+
+    parts = [pq.read_table(shards / e.path) for e in manifest.select("pref", "train")]
+    pref = pa.concat_tables(parts) if parts else None
+    if pref is None or pref.num_rows == 0:
+        return schema.empty_table()
+    typed = pref.filter(pc.equal(pref["source"], "typed"))
+    ids = typed["suggestion_id"].to_pylist()
+    pre = int(manifest.config.get("max_prefix_chars", 0) or 0)
+    suf = int(manifest.config.get("max_suffix_chars", 0) or 0)
+    cols = {
+        "completion": typed["chosen"], "proposal": typed["rejected"],
+        "prefix": pa.array([clip_prefix(context.get(i, (None, None))[0], pre) for i in ids], pa.string()),
+        "suffix": pa.array([clip_suffix(context.get(i, (None, None))[1], suf) for i in ids], pa.string()),
+    }  # fmt: skip
+    arrays = []
+    for f in schema:
+        col = cols.get(f.name, typed[f.name] if f.name in typed.column_names else None)
+        arrays.append(pa.nulls(typed.num_rows, f.type) if col is None else col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from echo.loop.stats import OUTCOMES, intervals_overlap
+from echo.loop.stats import OUTCOMES
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -22,52 +22,96 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "round": rec["round"], "model": model, "shown": m["shown"], "accepted": m["accepted"],
                 "acceptance": m["acceptance"], "ci95": m["ci95"], "char_retention": m["char_retention"],
                 "kept_unchanged_share": m["kept_unchanged_share"],
-                "pairs_harvested": pairs if t else 0, "training_tokens": t["tokens"] if t else 0,
+                "pairs_harvested": pairs if t else 0, "training_tokens": t.get("tokens", 0) if t else 0,
             })  # fmt: skip
     return rows
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
+    """One line per paired comparison of Echo with another arm (the same evaluation users
+    replayed with each model): the difference in acceptance with its 95% bootstrap
+    interval over users, and where Echo does not win clearly, why."""
     out = []
     for rec in results["rounds"]:
-        r, ms = rec["round"], rec["eval"]["metrics"]
-        echo = ms.get(f"echo-r{r}")
-        if echo is None:
-            continue
-        for other in sorted(ms):
-            if other == f"echo-r{r}":
+        r = rec["round"]
+        echo = f"echo-r{r}"
+        for key, d in rec["eval"].get("paired", {}).items():
+            a, b = key.split(" - ", 1)
+            if a != echo:
                 continue
-            o = ms[other]
-            diff = (echo["acceptance"] - o["acceptance"]) * 100
-            sep = not intervals_overlap(echo["ci95"], o["ci95"])
+            lo, hi = d["ci95"]
+            diff = 100 * d["diff"]
+            sep = lo > 0 or hi < 0
             word = "beats" if diff > 0 and sep else ("does NOT beat" if diff <= 0 else "is ahead of, but not separated from,")
-            line = (f"Round {r}: echo-r{r} {word} {other}: {diff:+.1f} points acceptance "
-                    f"({'non-overlapping' if sep else 'overlapping'} 95% CIs).")  # fmt: skip
+            line = (f"Round {r}: {echo} {word} {b}: {diff:+.1f} points acceptance, paired 95% interval "
+                    f"[{100 * lo:+.1f}, {100 * hi:+.1f}] over {d['people']} users.")  # fmt: skip
             if not (diff > 0 and sep):
-                line += " Why: " + _why(rec, echo, o, diff)
+                line += " Why: " + _why(rec, d)
             out.append(line)
     return out
 
 
-def _why(rec: dict[str, Any], echo: dict[str, Any], other: dict[str, Any], diff: float) -> str:
+def _why(rec: dict[str, Any], d: dict[str, Any]) -> str:
     """The likeliest reason, from the round's own numbers, that Echo did not win clearly."""
     pairs = rec["harvest"]["pairs"]
     refined = int(pairs.get("outcome:refined", 0))
-    n = min(int(echo["shown"]), int(other["shown"]))
     reasons = []
     if refined < 30:
         reasons.append(f"only {refined} refined pairs were harvested ({pairs['total']} in all): too little "
                        "signal to learn the project's conventions (more --harvest-users or --session-minutes)")  # fmt: skip
-    # the smallest difference a 95% test separates at this sample size (two proportions near p)
-    p = max(0.05, (echo["acceptance"] + other["acceptance"]) / 2)
-    detectable = 100 * 2.8 * (2 * p * (1 - p) / max(n, 1)) ** 0.5
-    if abs(diff) < detectable:
-        reasons.append(f"with {n:,} proposals per arm a difference under ~{detectable:.0f} points cannot be "
-                       "separated (more --eval-users)")  # fmt: skip
+    lo, hi = d["ci95"]
+    half = 100 * (hi - lo) / 2
+    if lo <= 0 <= hi and abs(100 * d["diff"]) < half:
+        reasons.append(f"with {d['people']} evaluation users the paired interval is ±{half:.1f} points, "
+                       "wider than the difference (more --eval-users)")  # fmt: skip
     if not reasons:
         reasons.append("the fine-tuned model did not propose what these users keep more often "
                        "(see the outcome mix and the training loss)")  # fmt: skip
     return "; ".join(reasons) + "."
+
+
+#: the demo's goals (issue 12): Echo ahead of the raw logs, later rounds no worse, time
+DEMO_MAX_S = 600.0
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the demo with ``met`` (True/False, None when the run cannot tell) and
+    the run's own numbers behind it."""
+    out: list[dict[str, Any]] = []
+    for rec in results["rounds"]:
+        r = rec["round"]
+        d = rec["eval"].get("paired", {}).get(f"echo-r{r} - raw-accepted-r{r}")
+        goal = f"round {r}: echo ahead of raw-accepted, paired 95% interval excluding zero"
+        if d is None:
+            out.append({"goal": goal, "met": None, "why": "raw-accepted was not an arm (--ablations)"})
+            continue
+        met = d["ci95"][0] > 0
+        why = f"{100 * d['diff']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+        out.append({"goal": goal, "met": met, "why": why if met else f"{why}. {_why(rec, d)}"})
+    goal = "round 2 at least as good as round 1 (echo-r2 minus echo-r1 on round 2's users)"
+    if len(results["rounds"]) < 2:
+        out.append({"goal": goal, "met": None, "why": "one round was run (--rounds 2 measures it)"})
+    for rec in results["rounds"][1:]:
+        r = rec["round"]
+        d = rec["eval"].get("paired", {}).get(f"echo-r{r} - none-r{r}")
+        goal = f"round {r} at least as good as round {r - 1} (echo-r{r} minus echo-r{r - 1}, paired)"
+        if d is None:
+            out.append({"goal": goal, "met": None, "why": "'none' (the round's starting model) was not an arm"})
+            continue
+        why = f"{100 * d['diff']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+        out.append({"goal": goal, "met": d["diff"] >= 0, "why": why})
+    total = float(results.get("timings", {}).get("total_s", 0.0))
+    out.append({"goal": f"the whole loop in at most {DEMO_MAX_S / 60:.0f} minutes", "met": total <= DEMO_MAX_S,
+                "why": f"{total:.0f} s"})  # fmt: skip
+    return out
+
+
+def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"round": rec["round"], "comparison": key, **d}
+        for rec in results["rounds"]
+        for key, d in rec["eval"].get("paired", {}).items()
+    ]
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
@@ -124,7 +168,8 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     axes[0].set_xlabel("step")
     for rec in results["rounds"]:
         for arm, t in rec["training"].items():
-            axes[1].plot(range(1, len(t["loss"]) + 1), t["loss"], label=f"{arm} r{rec['round']}")
+            if t.get("loss"):
+                axes[1].plot(range(1, len(t["loss"]) + 1), t["loss"], label=f"{arm} r{rec['round']}")
     axes[1].set_title("fine-tuning loss (Ray Train, completion tokens)")
     axes[1].set_xlabel("step")
     axes[1].legend(fontsize=7)
@@ -139,6 +184,17 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     rows = table_rows(results)
     results["table"] = rows
     results["verdicts"] = verdicts(results)
+    results["goals"] = goals(results)
+    paired = paired_rows(results)
+    pheader = ("round", "comparison", "difference", "95% CI (bootstrap over users)", "users")
+    pcells = [
+        (str(p["round"]), p["comparison"], f"{100 * p['diff']:+.1f} pts",
+         f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}]", str(p["people"]))
+        for p in paired
+    ]  # fmt: skip
+    mark = {True: "met", False: "NOT met", None: "not measured"}
+    skipped = [f"Round {rec['round']}: arm {arm} skipped: {t['skipped']}."
+               for rec in results["rounds"] for arm, t in rec.get("training", {}).items() if t.get("skipped")]  # fmt: skip
     plots = _plots(results, out)
     header = ("round", "model", "shown", "acceptance", "95% CI", "char retention", "kept unchanged",
               "pairs harvested", "training tokens")  # fmt: skip
@@ -150,11 +206,17 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     ]  # fmt: skip
     cfg_text = json.dumps(results["config"], indent=2)
     md = ["# Echo experience loop", "",
-          "Acceptance of each model on fresh held-out users (A/B by session), computed from the "
-          "evaluation lake's gold/acceptance_metrics; outcome mix from silver/suggestions.", "",
+          "Acceptance of each model on the same fresh held-out users (paired design: every model "
+          "is deployed to the same users, files and random draws), computed from the evaluation "
+          "lake's gold/acceptance_metrics; outcome mix from silver/suggestions.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     md += ["| " + " | ".join(c) + " |" for c in cells]
-    md += ["", *[f"- {v}" for v in results["verdicts"]], ""]
+    md += ["", "## Paired differences", "", "Acceptance of the first model minus the second on the "
+           "same users; 95% percentile bootstrap interval over users.", "",
+           "| " + " | ".join(pheader) + " |", "|" + "---|" * len(pheader)]  # fmt: skip
+    md += ["| " + " | ".join(c) + " |" for c in pcells]
+    md += ["", *[f"- {v}" for v in results["verdicts"]], *[f"- {v}" for v in skipped], ""]
+    md += ["## Goals", "", *[f"- **{mark[g['met']]}**: {g['goal']} ({g['why']})" for g in results["goals"]], ""]
     md += [f"![{p}]({p})" for p in plots]
     md += ["", f"Wall time: {results['timings'].get('total_s', 0):.0f} s; stages: "
            + ", ".join(f"{k} {v}" for k, v in results["timings"].items()), "",
@@ -166,7 +228,11 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
          "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
          "<h1>Echo experience loop</h1><table><tr>" + "".join(f"<th>{esc(x)}</th>" for x in header) + "</tr>"]  # fmt: skip
     h += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in c) + "</tr>" for c in cells]
-    h += ["</table><ul>" + "".join(f"<li>{esc(v)}</li>" for v in results["verdicts"]) + "</ul>"]
+    h += ["</table><h2>Paired differences</h2><table><tr>" + "".join(f"<th>{esc(x)}</th>" for x in pheader) + "</tr>"]
+    h += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in c) + "</tr>" for c in pcells]
+    h += ["</table><ul>" + "".join(f"<li>{esc(v)}</li>" for v in [*results["verdicts"], *skipped]) + "</ul>"]
+    h += ["<h2>Goals</h2><ul>" + "".join(f"<li><b>{mark[g['met']]}</b>: {esc(g['goal'])} ({esc(g['why'])})</li>"
+                                         for g in results["goals"]) + "</ul>"]  # fmt: skip
     h += [f"<p><img src='{p}' alt='{p}'></p>" for p in plots]
     h += [f"<h2>Config</h2><pre>{esc(cfg_text)}</pre></body></html>"]
     (out / "report.html").write_text("\n".join(h), encoding="utf-8")

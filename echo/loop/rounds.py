@@ -60,16 +60,69 @@ def _sim_config(cfg: LoopConfig, **kw: Any) -> Any:
                      session_minutes=cfg.session_minutes, sessions_per_day=cfg.sessions_per_day, **kw)
 
 
-def _train(cfg: LoopConfig, shards: Path, model: str, out: Path, name: str) -> Any:
+def _train(cfg: LoopConfig, shards: Path, model: str, out: Path, name: str, objective: str = "sft") -> Any:
     from echo.train import TrainConfig, train
 
     return train(TrainConfig(
-        shards=str(shards), model=model, out=str(out), objective="sft", num_workers=cfg.num_workers,
+        shards=str(shards), model=model, out=str(out), objective=objective, num_workers=cfg.num_workers,
         cpus_per_worker=0.5, zero_stage=cfg.zero_stage, max_steps=cfg.train_steps, lr=cfg.train_lr,
         warmup_steps=min(5, cfg.train_steps // 4), micro_batch_size=cfg.micro_batch_size,
         max_seq_len=cfg.max_seq_len, max_completion_tokens=min(64, cfg.max_seq_len // 4),
         seed=cfg.seed, run_name=name, log_every=max(1, cfg.train_steps // 4),
     ))  # fmt: skip
+
+
+def _comparisons(ids: list[str], r: int) -> list[tuple[str, str]]:
+    """The paired differences a round reports: Echo minus every other arm, and each
+    Echo variant minus the plain raw-log arm."""
+    echo = f"echo-r{r}"
+    out = [(echo, i) for i in ids if i != echo]
+    raw = f"raw-accepted-r{r}"
+    if raw in ids:
+        out += [(i, raw) for i in ids if i.startswith("echo+")]
+    return out
+
+
+#: per arm: the shards it trains on (``None``: Echo's own) and its objective
+_ARM_TRAINING: dict[str, tuple[str | None, str]] = {
+    "raw-accepted": ("accepted", "sft"),
+    "raw-shown": ("shown", "sft"),
+    "echo+typed": ("typed", "sft"),
+    "echo+kto": (None, "sft+kto"),
+    "echo+dpo": (None, "sft+dpo"),
+}
+
+#: the rows an objective needs besides SFT's, by the shards' manifest counts
+_NEEDS = {"sft+kto": "kto", "sft+dpo": "pref"}
+
+
+def _train_arm(
+    cfg: LoopConfig, arm: str, shards_dir: Path, hlake: Path, rdir: Path, start: str, r: int,
+    shard_rows: dict[str, Any],
+) -> dict[str, Any]:
+    """Fine-tune one arm from the round's starting model on the round's telemetry; a dict
+    with ``skipped`` (the reason) when the harvest has too few rows for its objective."""
+    from echo.loop import pipeline
+    from echo.loop.config import ARMS
+
+    target, objective = _ARM_TRAINING[arm]
+    need = cfg.micro_batch_size * cfg.num_workers
+    extra = _NEEDS.get(objective)
+    if extra is not None or target == "typed":
+        if target == "typed":
+            extra, have = "typed-instead", int(shard_rows.get("pref_rows_by_source", {}).get("typed", 0))
+        else:
+            have = int(shard_rows.get("rows", {}).get(extra, {}).get("train", 0))
+        if have < need:
+            return {"skipped": f"{have} {extra} training rows harvested, {need} needed", "objective": objective,
+                    "data": ARMS[arm]}  # fmt: skip
+    info: dict[str, Any] = {}
+    shards = shards_dir
+    if target is not None:
+        shards = rdir / "harvest" / f"shards-{arm}"
+        info = pipeline.ablation_shards(shards_dir, hlake, shards, target)
+    res = _train(cfg, shards, start, rdir / "train" / arm, f"{arm}-r{r}", objective)
+    return {**_train_summary(res), "target": ARMS[arm], "objective": objective, **info}
 
 
 def _train_summary(res: Any) -> dict[str, Any]:
@@ -170,34 +223,52 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
                 if ab == "none":
                     arms.setdefault(f"none-r{r}" if current_id != "static" else "static", current)
                     continue
-                target = "accepted" if ab == "raw-accepted" else "shown"
                 t0 = time.monotonic()
-                ab_dir = rdir / "harvest" / f"shards-{ab}"
-                info = pipeline.ablation_shards(shards_dir, hlake, ab_dir, target)
-                res = _train(cfg, ab_dir, current, rdir / "train" / ab, f"{ab}-r{r}")
-                rec["training"][ab] = {**_train_summary(res), "target": f"proposal as {target}", **info}
-                arms[f"{ab}-r{r}"] = res.model_path
+                trained = _train_arm(cfg, ab, shards_dir, hlake, rdir, current, r, rec["harvest_pipeline"]["shards"])
+                rec["training"][ab] = trained
+                if trained.get("model_path"):
+                    arms[f"{ab}-r{r}"] = trained["model_path"]
+                else:
+                    log(f"round {r}: arm {ab} skipped: {trained['skipped']}")
                 lap(f"round{r}_train_{ab}_s", t0)
-            # 4. measure every arm on fresh held-out users (A/B by session)
+            # 4. measure every arm on the same fresh held-out users (paired design)
             t0 = time.monotonic()
             ids = list(arms)
-            esim = simulate(
-                _sim_config(cfg, users=cfg.eval_users, seed=cfg.seed * 1000 + 500 + r, user_prefix=f"e{r}",
-                            corpus=str(project.heldout), batches=1),
-                faults, out=rdir / "eval" / "events", proposer=[_proposer(cfg, arms[i], i) for i in ids],
-            )  # fmt: skip
+            edirs: list[Path] = []
+            for k, i in enumerate(ids):
+                esim = simulate(
+                    _sim_config(cfg, users=cfg.eval_users, seed=cfg.seed * 1000 + 500 + r,
+                                user_prefix=f"e{r}.a{k}", cohort=f"e{r}", corpus=str(project.heldout), batches=1),
+                    faults, out=rdir / "eval" / "events" / f"a{k}", proposer=_proposer(cfg, arms[i], i),
+                )  # fmt: skip
+                edirs += esim.batch_dirs
             lap(f"round{r}_eval_simulate_s", t0)
             t0 = time.monotonic()
             elake = rdir / "eval" / "lake"
-            rec["eval_pipeline"] = pipeline.run_pipeline(spark, esim.batch_dirs, elake, pairs=False, quiet=cfg.quiet)
+            rec["eval_pipeline"] = pipeline.run_pipeline(
+                spark, edirs, elake, pairs=False, quiet=cfg.quiet, together=True
+            )
             lap(f"round{r}_eval_pipeline_s", t0)
-            rec["eval"] = {"users": cfg.eval_users, "user_prefix": f"e{r}", "lake": str(elake),
-                           "arms": {i: arms[i] for i in ids}, "metrics": stats.model_metrics(elake)}  # fmt: skip
+            people = stats.per_person(elake)
+            rec["eval"] = {
+                "users": cfg.eval_users, "user_prefix": f"e{r}", "cohort": f"e{r}", "lake": str(elake),
+                "arms": {i: arms[i] for i in ids}, "user_prefixes": {i: f"e{r}.a{k}" for k, i in enumerate(ids)},
+                "metrics": stats.model_metrics(elake),
+                "paired": {
+                    f"{a} - {b}": stats.paired_difference(
+                        people.get(a, {}), people.get(b, {}), resamples=cfg.resamples, seed=cfg.seed + r
+                    )
+                    for a, b in _comparisons(ids, r)
+                },
+            }  # fmt: skip
             for i in ids:
                 m = rec["eval"]["metrics"].get(i)
                 if m:
                     log(f"round {r}: {i}: acceptance {m['acceptance']:.1%} "
                         f"[{m['ci95'][0]:.1%}, {m['ci95'][1]:.1%}] of {m['shown']:,}")  # fmt: skip
+            for key, d in rec["eval"]["paired"].items():
+                log(f"round {r}: {key}: {d['diff']:+.1%} [{d['ci95'][0]:+.1%}, {d['ci95'][1]:+.1%}] "
+                    f"(paired, {d['people']} users)")  # fmt: skip
             results["rounds"].append(rec)
             current, current_id = echo_res.model_path, f"echo-r{r}"
     timings["total_s"] = round(time.monotonic() - started, 1)

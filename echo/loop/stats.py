@@ -2,19 +2,26 @@
 
 Acceptance, its 95% Wilson interval, char retention and the share of accepted
 suggestions kept unchanged come from gold/acceptance_metrics; the outcome mix from
-silver/suggestions.
+silver/suggestions. Paired differences between arms (the same evaluation users replayed
+with each model, docs/experiment.md) come from silver/suggestions per user, with a 95%
+bootstrap interval over users.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from echo import contract
 from echo.lake import readers as lake_readers
 from echo.lake.tables import ACCEPTANCE_METRICS, REFINEMENT_PAIRS, SUGGESTIONS
 from echo.metrics import NO_MODEL, Z95, acceptance_by_model, wilson
 
-__all__ = ["OUTCOMES", "Z95", "intervals_overlap", "model_metrics", "pairs_harvested", "wilson"]
+__all__ = [
+    "OUTCOMES", "Z95", "model_metrics", "paired_difference", "pairs_harvested",
+    "per_person", "wilson",
+]  # fmt: skip
 
 OUTCOMES = ("kept", "refined", "rewritten", "deleted", "replay_gap", "rejected", "ignored")
 
@@ -49,5 +56,60 @@ def pairs_harvested(lake: Path) -> dict[str, int]:
     return out
 
 
-def intervals_overlap(a: list[float], b: list[float]) -> bool:
-    return not (a[1] < b[0] or b[1] < a[0])
+#: a person's counts in one arm: (accepted, shown)
+Counts = tuple[int, int]
+
+
+def person_of(user_id: str) -> str:
+    """The cohort index of a paired evaluation user (``e1.a3-00007`` -> ``00007``)."""
+    return user_id.rsplit("-", 1)[-1]
+
+
+def per_person(lake: Path) -> dict[str, dict[str, Counts]]:
+    """model_id -> cohort person -> (accepted, shown), from silver/suggestions with the
+    definitions of gold/acceptance_metrics (shown: a shown event; accepted: an outcome
+    other than rejected or ignored), so that a model's sums over people equal its gold
+    row sums."""
+    t = lake_readers.read_arrow(str(lake), SUGGESTIONS, ["user_id", "model_id", "outcome", "shown_ts_ms"])
+    d = t.to_pydict()
+    not_accepted = {contract.REJECTED_OUTCOME, contract.IGNORED}
+    out: dict[str, dict[str, Counts]] = {}
+    for user, model, outcome, shown in zip(d["user_id"], d["model_id"], d["outcome"], d["shown_ts_ms"], strict=True):
+        if shown is None:
+            continue
+        people = out.setdefault(NO_MODEL if model is None else str(model), {})
+        acc, n = people.get(person_of(str(user)), (0, 0))
+        people[person_of(str(user))] = (acc + (outcome not in not_accepted), n + 1)
+    return out
+
+
+def paired_difference(
+    a: Mapping[str, Counts], b: Mapping[str, Counts], *, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Acceptance of ``a`` minus that of ``b`` (ratio of sums over the same people) with a
+    95% percentile bootstrap interval: people are drawn with replacement and both arms'
+    counts of a drawn person go together, so what the people share (skill, attention,
+    files) cancels in the difference."""
+    import numpy as np
+
+    people = sorted(set(a) | set(b))
+    if not people:
+        return {"diff": 0.0, "ci95": [0.0, 0.0], "people": 0, "resamples": 0}
+    m = np.array([[*a.get(p, (0, 0)), *b.get(p, (0, 0))] for p in people], dtype=np.float64)
+
+    def diff(sums: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ra = np.where(sums[..., 1] > 0, sums[..., 0] / sums[..., 1], 0.0)
+            rb = np.where(sums[..., 3] > 0, sums[..., 2] / sums[..., 3], 0.0)
+        return ra - rb
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(people), size=(resamples, len(people)))
+    boot = diff(m[draws].sum(axis=1))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {
+        "diff": float(diff(m.sum(axis=0))),
+        "ci95": [float(lo), float(hi)],
+        "people": len(people),
+        "resamples": resamples,
+    }

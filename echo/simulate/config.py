@@ -26,6 +26,11 @@ class SimConfig(Validated):
         "u",
         "prefix of user ids ('{prefix}-{index:05d}'); use a fresh prefix for users disjoint from earlier runs",
     )
+    cohort: str = setting(
+        "",
+        "paired runs: users of one cohort with the same index are the same person (traits, files, "
+        "random draws) whatever their user_prefix; ids stay unique per user id",
+    )
     user_offset: int = setting(
         0, "index of the first user (a later run can continue after an earlier one)"
     )

@@ -118,7 +118,12 @@ class UserSim:
     ) -> None:
         self.cfg = cfg
         self.user_id = f"{cfg.user_prefix}-{index:05d}"
-        self.rng = rng = random.Random(f"{cfg.seed}|user|{self.user_id}")
+        # a cohort member is the same person in every paired run (the behaviour's random
+        # stream is keyed by the cohort); its ids come from a stream of its own user id, so
+        # the runs' events never share an id
+        person = f"{cfg.cohort}-{index:05d}" if cfg.cohort else self.user_id
+        self.rng = rng = random.Random(f"{cfg.seed}|user|{person}")
+        self.id_rng = random.Random(f"{cfg.seed}|ids|{self.user_id}") if cfg.cohort else rng
         self.corpus = corpus
         self.files_by_lang = files_by_lang
         self.emit_fn = emit
@@ -144,7 +149,7 @@ class UserSim:
 
     # ----- events -----
     def _id(self) -> str:
-        return f"{self.rng.getrandbits(128):032x}"
+        return f"{self.id_rng.getrandbits(128):032x}"
 
     def _event(self, doc: Doc, etype: str, **fields: Any) -> dict[str, Any]:
         ev = {
