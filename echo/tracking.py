@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -305,6 +306,12 @@ def log_evaluation(run: Tracker, args: Mapping[str, Any], report: Mapping[str, A
         run.mlflow.log_dict(dict(report), "evaluation.json")
 
 
+def metric_name(name: str) -> str:
+    """``name`` in the characters MLflow allows in a metric key (letters, digits, ``_ - . /``
+    and space): arm names such as ``echo+kto-r1`` become ``echo_kto-r1``."""
+    return re.sub(r"[^\w\-. /]", "_", name)
+
+
 def log_loop(
     run: Tracker, config: Mapping[str, Any], results: Mapping[str, Any], paths: Mapping[str, Any]
 ) -> None:
@@ -322,7 +329,11 @@ def log_loop(
                     "shown": row["shown"],
                 }
             )
-        key = f"acceptance.round{row['round']}.{row['model']}"
+        key = metric_name(f"acceptance.round{row['round']}.{row['model']}")
         run.metrics({key: row["acceptance"], f"{key}.ci95_low": lo, f"{key}.ci95_high": hi})
+    for p in results.get("paired", []):
+        key = metric_name(f"paired.round{p['round']}.{p['comparison']}")
+        lo, hi = p["ci95"]
+        run.metrics({key: p["diff"], f"{key}.ci95_low": lo, f"{key}.ci95_high": hi})
     for path in paths.values():
         run.artifacts(path, "report")

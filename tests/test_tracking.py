@@ -74,6 +74,9 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
     results = {"table": [
         {"round": 0, "model": "static", "acceptance": 0.31, "ci95": [0.27, 0.35], "shown": 512},
         {"round": 1, "model": "echo", "acceptance": 0.42, "ci95": [0.38, 0.46], "shown": 498},
+        {"round": 1, "model": "echo+kto-r1", "acceptance": 0.44, "ci95": [0.40, 0.48], "shown": 501},
+    ], "paired": [
+        {"round": 1, "comparison": "echo+kto-r1 - echo", "diff": 0.02, "ci95": [-0.01, 0.05], "people": 36},
     ]}  # fmt: skip
     with tracked(
         TrackingConfig(tracking_uri=uri, experiment="loop"), "loop", command="loop"
@@ -84,6 +87,9 @@ def test_loop_logs_each_arm_with_its_acceptance_interval(tmp_path: Path) -> None
     parent = runs["loop"]
     assert parent.data.params["rounds"] == "1" and parent.data.params["ablations"] == '["no-scrub"]'
     assert parent.data.metrics["acceptance.round1.echo"] == 0.42
+    # MLflow refuses "+" in a metric key: arm names are spelled in its characters
+    assert parent.data.metrics["acceptance.round1.echo_kto-r1"] == 0.44
+    assert parent.data.metrics["paired.round1.echo_kto-r1 - echo.ci95_low"] == -0.01
     arm = runs["round 1 echo"]
     assert arm.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert arm.data.metrics == {

@@ -38,5 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"[{row['ci95'][0]:.1%}, {row['ci95'][1]:.1%}] of {row['shown']:,}")  # fmt: skip
     for v in results["verdicts"]:
         print(v)
+    mark = {True: "met", False: "NOT met", None: "not measured"}
+    for g in results["goals"]:
+        print(f"goal {mark[g['met']]}: {g['goal']} ({g['why']})")
     print(f"report: {paths['md']} ({paths['html']}); wall time {results['timings']['total_s']:.0f} s")
     return 0

@@ -185,7 +185,7 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     results["table"] = rows
     results["verdicts"] = verdicts(results)
     results["goals"] = goals(results)
-    paired = paired_rows(results)
+    paired = results["paired"] = paired_rows(results)
     pheader = ("round", "comparison", "difference", "95% CI (bootstrap over users)", "users")
     pcells = [
         (str(p["round"]), p["comparison"], f"{100 * p['diff']:+.1f} pts",
