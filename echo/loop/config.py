@@ -63,7 +63,7 @@ class LoopConfig(Validated):
     max_new_tokens: int = setting(24, "tokens a proposal may have (cut at one line)")
     # --- fine-tuning ---
     ablations: tuple[str, ...] = setting(
-        ("raw-accepted", "echo+typed", "echo+kto", "none"),
+        ("raw-accepted", "echo+kto", "none"),
         "arms besides Echo: " + "; ".join(f"{k}: {v}" for k, v in ARMS.items()),
     )
     resamples: int = setting(2000, "bootstrap resamples (over evaluation users) of the paired intervals")
