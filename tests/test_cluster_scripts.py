@@ -68,6 +68,7 @@ def _rows(lake: Path, table: str) -> int:
 
 
 # -- real runs, local mode ----------------------------------------------------------------
+@pytest.mark.slow  # the k8s script's single stage stays in the default run
 def test_yarn_script_runs_the_whole_pipeline_in_local_mode(tmp_path: Path) -> None:
     pytest.importorskip("pyspark")
     lake = tmp_path / "lake"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from helpers import write_jsonl
 from upstream import BUCKETS, T0, FakeUpstream, run_pairs, suggestion
 
@@ -164,6 +165,7 @@ def _tables_holding(lake: Any, needle: str) -> dict[str, int]:
     return hits
 
 
+@pytest.mark.slow  # re-ingest after forget stays in the default run through the quarantined-records case
 def test_reingesting_the_same_file_does_not_bring_a_forgotten_user_back(
     spark: Any, lake: str, tmp_path: Path
 ) -> None:

@@ -137,6 +137,7 @@ def split_streams(draw: st.DrawFn) -> tuple[list[dict], list[int]]:
 )
 @given(stream=split_streams())
 @pytest.mark.property
+@pytest.mark.slow  # the contract sample in three batches stays in the default run
 def test_random_batch_splits_give_the_tables_of_one_run(spark, tmp_path, stream):
     events, cuts = stream
     bounds = [0, *cuts, len(events)]
@@ -169,6 +170,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow  # interrupted runs stay in the default run through test_crash (a killed run, rerun)
 def test_interrupted_stage_leaves_tables_and_next_run_completes(spark, tmp_path, monkeypatch):
     import echo.jobs.track as track_job
 

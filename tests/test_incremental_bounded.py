@@ -134,6 +134,7 @@ def test_a_changed_session_gap_is_refused_naming_both_values(spark, tmp_path):
     assert read_table(lake, "silver/sessions").equals(before)
 
 
+@pytest.mark.slow  # a conflicting copy in a later batch stays in the default run (test_ingest)
 def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spark, tmp_path):
     ev = Ev(user="c", t0=T0 + 3_600_000)
     first = ev.shown("s", "x = 1")

@@ -236,6 +236,7 @@ def _data(lake: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+@pytest.mark.slow  # two JVMs at once; the held-lake refusal and the same-process race stay in the default run
 def test_two_runs_started_at_once_on_one_lake_leave_it_as_one_run(spark, tmp_path):
     events = str(CONTRACT_SAMPLE / "events.jsonl")
     overlap, alone = str(tmp_path / "overlap"), str(tmp_path / "alone")
