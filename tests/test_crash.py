@@ -201,7 +201,7 @@ def kill_at(lake: Path, when: str, n: int) -> subprocess.CompletedProcess[str]:
 
 
 #: a representative subset, named by the commit they kill at; the default run keeps the
-#: mid-stage one (make test-slow runs the others, and every boundary)
+#: mid-stage one (make test-slow runs the others, every boundary and the random kills)
 BOUNDARIES = [
     # bronze/quarantine committed, bronze/events not: an unpublished, half-written run
     pytest.param("after", "bronze/quarantine", "append", marks=pytest.mark.slow,
@@ -258,9 +258,8 @@ def _kill_at_random(rng: random.Random, n_commits: int, log: Path) -> Any:
     return kill
 
 
-@pytest.mark.parametrize(
-    "trial", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # the killed-at-a-commit case stays in the default run; make test-slow runs these
+@pytest.mark.parametrize("trial", [0, 1, 2])
 def test_run_killed_at_a_random_moment_then_rerun_equals_an_uninterrupted_run(
     clean: Clean, tmp_path: Path, trial: int
 ) -> None:

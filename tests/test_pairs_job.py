@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 from upstream import PREFIX, T0, FakeUpstream, gold_rows, run_pairs, suggestion
 
 from echo.lake.tables import FEEDBACK, REFINEMENT_PAIRS
@@ -227,6 +228,7 @@ def test_feedback_table_labels_outcomes_and_is_counted(spark: Any, lake: str) ->
     assert sum(report["splits"].values()) == 4
 
 
+@pytest.mark.slow  # a changed pairs setting rebuilding every row stays in the default run
 def test_feedback_settings_change_rewrites_the_table(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch([suggestion("k", "u1"), suggestion("r", "u2", outcome="rejected", final=None)])
