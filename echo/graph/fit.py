@@ -40,6 +40,21 @@ class FitResult:
     epochs_run: int
     model: nn.Module | None = None
     val_bacc: float = float("nan")  # validation balanced accuracy of the chosen epoch
+    #: per class, how much more the training objective counted a labeled node of that
+    #: class than plain cross-entropy on the labeled nodes would (1 everywhere for ``ce``;
+    #: the class weights for ``reweight``; the oversampling factor for ``oversample``)
+    prior_shift: Tensor | None = None
+
+    def calibrated(self) -> Tensor:
+        """The class probabilities with the training's prior shift undone, ``p_c ∝ p̂_c /
+        s_c`` (renormalized per node): a model trained to over-weight rare classes
+        over-predicts them by about that factor, so sums of ``probs`` over-count them;
+        sums of these estimate the class counts. Classes absent from training keep 0."""
+        if self.prior_shift is None:
+            return self.probs
+        s = self.prior_shift.to(self.probs.dtype)
+        q = torch.where(s > 0, self.probs / s.clamp(min=1e-12), torch.zeros_like(self.probs))
+        return q / q.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def metrics(y: Tensor, pred: Tensor, num_classes: int, minority: list[int]) -> dict[str, float]:
@@ -127,6 +142,7 @@ def fit(
         s = diffuse_relations(ei, w, n, amp, cfg.balance)
         report.diffusion_nnz = int(s.values().numel())
         s_ei, s_w = s.indices(), s.values()
+    counts_before = torch.bincount(y[train], minlength=c).float()
     if method == "oversample":
         xs, ys, anchors = oversample_anchors(x, y, train, c, seed=seed)
         ei, w = inherit_edges(ei, w, anchors, n)
@@ -141,6 +157,11 @@ def fit(
         x = x.to_sparse()
     model = make_base(base, x.size(1), cfg.hidden, c, cfg.dropout)
     cw = class_weights(y, train, c) if method == "reweight" else None
+    if cw is not None:
+        shift = cw.clone()
+    else:  # ce: 1; oversample: labeled nodes per class after / before the synthesis
+        after = torch.bincount(y[train], minlength=c).float()
+        shift = torch.where(counts_before > 0, after / counts_before.clamp(min=1), torch.zeros(c))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     val = graph.val_mask
     best, best_state, since, epochs = -1.0, None, 0, 0
@@ -171,4 +192,5 @@ def fit(
         probs = torch.softmax(model(x, prop)[:n], dim=1)
     test = graph.test_mask
     res = metrics(graph.y[test], probs.argmax(1)[test], c, minority or [])
-    return FitResult(probs, res, report, epochs, model if keep_model else None, best if best >= 0 else float("nan"))
+    return FitResult(probs, res, report, epochs, model if keep_model else None,
+                     best if best >= 0 else float("nan"), shift)  # fmt: skip

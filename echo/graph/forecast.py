@@ -96,11 +96,13 @@ def forecast(nodes: pd.DataFrame, edges: pd.DataFrame, cfg: ForecastConfig) -> F
         seed=cfg.seed,
         cfg=FitConfig(hidden=cfg.hidden, epochs=cfg.epochs),
     )
-    probs = res.probs.numpy().astype(np.float64)
+    # p_*: calibrated (the reweighting's prior shift undone), so that their sums estimate
+    # counts; predicted: the balanced decision of the trained model (its own argmax)
+    probs = res.calibrated().numpy().astype(np.float64)
     out = nodes[["suggestion_id", "outcome"]].copy()
     for i, c in enumerate(CLASSES):
         out[f"p_{c}"] = probs[:, i]
-    out["predicted"] = [CLASSES[i] for i in probs.argmax(1)]
+    out["predicted"] = [CLASSES[i] for i in res.probs.numpy().argmax(1)]
     out["horizon_open"] = open_
     out["used_for_training"] = train.numpy()
     out["as_of_ms"] = as_of
