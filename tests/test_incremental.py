@@ -202,13 +202,3 @@ def test_interrupted_stage_leaves_tables_and_next_run_completes(spark, tmp_path,
     monkeypatch.setattr(track_job, "set_watermark", real_set)
     run_stages([batch], lake, stages=("track",))
     assert snapshot(lake) == snapshot(clean)
-
-
-def _bucket_files(lake: str, table: str) -> dict[int, set[str]]:
-    import pyarrow as pa
-    from deltalake import DeltaTable
-
-    out: dict[int, set[str]] = {}
-    for f in pa.table(DeltaTable(os.path.join(lake, table)).get_add_actions(flatten=True)).to_pylist():
-        out.setdefault(int(f["partition.user_bucket"]), set()).add(f["path"])
-    return out
