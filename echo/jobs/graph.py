@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from echo.config import LakeConfig
 from echo.graph.config import GraphConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import new_events, rewrite_users, stage_detail
+from echo.jobs.incremental import new_events, rewrite_users, stored_config_sha
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.partitioning import user_bucket
 from echo.lake.tables import SUGGESTION_EDGES, SUGGESTION_GRAPH, SUGGESTIONS
@@ -43,11 +43,6 @@ UPSTREAM = "track"
 def config_sha(cfg: GraphConfig) -> str:
     text = json.dumps(cfg.content_settings(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _stored_config_sha(lake: Lake) -> str | None:
-    sha = stage_detail(lake, STAGE).get("config_sha")
-    return sha if isinstance(sha, str) else None
 
 
 def users_to_recompute(lake: Lake, buckets: int, *, rebuild: bool) -> tuple[DataFrame, int, int]:
@@ -70,7 +65,7 @@ def execute(
     lake.ensure(SUGGESTION_GRAPH)
     lake.ensure(SUGGESTION_EDGES)
     sha = config_sha(cfg)
-    stored = _stored_config_sha(lake)
+    stored = stored_config_sha(lake, STAGE)
     rebuild = cfg.rebuild or (stored is not None and stored != sha)
     users, since, up_to = users_to_recompute(lake, lake.buckets, rebuild=rebuild)
     users = users.cache()

@@ -127,6 +127,12 @@ def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     return detail if isinstance(detail, dict) else {}
 
 
+def stored_config_sha(lake: Lake, stage: str) -> str | None:
+    """The ``config_sha`` a stage recorded with its watermark (None when none)."""
+    sha = stage_detail(lake, stage).get("config_sha")
+    return sha if isinstance(sha, str) else None
+
+
 #: stage_state detail key: the settings that shaped a stage's stored rows
 SETTINGS = "settings"
 

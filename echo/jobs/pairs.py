@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from echo.config import LakeConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import replace_rows, stage_detail
+from echo.jobs.incremental import replace_rows, stored_config_sha
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.partitioning import user_bucket
 from echo.lake.tables import (
@@ -65,11 +65,6 @@ def config_sha(cfg: PairsConfig) -> str:
     ]
 
 
-def _stored_config_sha(lake: Lake) -> str | None:
-    sha = stage_detail(lake, STAGE).get("config_sha")
-    return sha if isinstance(sha, str) else None
-
-
 def _changed_rows(lake: Lake, since: int, up_to: int) -> DataFrame:
     """``suggestion_id, doc_id, day``: silver/suggestions rows that track runs
     ``(since, up_to]`` wrote or removed."""
@@ -88,7 +83,7 @@ def execute(
     lake.ensure(REFINEMENT_PAIRS)
     lake.ensure(TYPED_PAIRS)
     sha = config_sha(cfg)
-    stored = _stored_config_sha(lake)
+    stored = stored_config_sha(lake, STAGE)
     rebuild = cfg.rebuild or (stored is not None and stored != sha)
     since = 0 if rebuild else watermark(lake, STAGE)
     up_to = max(since, min(latest_run(lake), watermark(lake, UPSTREAM)))
