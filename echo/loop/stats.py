@@ -67,19 +67,29 @@ def person_of(user_id: str) -> str:
 
 def per_person(lake: Path) -> dict[str, dict[str, Counts]]:
     """model_id -> cohort person -> (accepted, shown), from silver/suggestions with the
-    definitions of gold/acceptance_metrics (shown: a shown event; accepted: an outcome
-    other than rejected or ignored), so that a model's sums over people equal its gold
-    row sums."""
+    definitions of gold/acceptance_metrics (shown: a shown event; accepted: an accepted
+    outcome of the contract), so that a model's sums over people equal its gold row sums.
+    Grouped in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     t = lake_readers.read_arrow(str(lake), SUGGESTIONS, ["user_id", "model_id", "outcome", "shown_ts_ms"])
-    d = t.to_pydict()
-    not_accepted = {contract.REJECTED_OUTCOME, contract.IGNORED}
+    t = t.filter(pc.is_valid(t["shown_ts_ms"]))
+    person = pc.replace_substring_regex(t["user_id"], r"^.*-", "")  # as person_of
+    grouped = (
+        pa.table({
+            "model_id": pc.fill_null(t["model_id"], NO_MODEL),
+            "person": person,
+            "accepted": pc.cast(pc.is_in(t["outcome"], pa.array(contract.ACCEPTED_OUTCOMES)), pa.int64()),
+        })
+        .group_by(["model_id", "person"])
+        .aggregate([("accepted", "sum"), ("accepted", "count")])
+        .to_pydict()
+    )  # fmt: skip
     out: dict[str, dict[str, Counts]] = {}
-    for user, model, outcome, shown in zip(d["user_id"], d["model_id"], d["outcome"], d["shown_ts_ms"], strict=True):
-        if shown is None:
-            continue
-        people = out.setdefault(NO_MODEL if model is None else str(model), {})
-        acc, n = people.get(person_of(str(user)), (0, 0))
-        people[person_of(str(user))] = (acc + (outcome not in not_accepted), n + 1)
+    for model, who, acc, n in zip(grouped["model_id"], grouped["person"], grouped["accepted_sum"],
+                                  grouped["accepted_count"], strict=True):  # fmt: skip
+        out.setdefault(str(model), {})[str(who)] = (int(acc), int(n))
     return out
 
 
