@@ -75,7 +75,7 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
     from echo.shards.manifest import Manifest, describe_shard, load_manifest, write_manifest
 
     manifest = load_manifest(echo_shards)
-    sugg = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "accepted_text", "proposal"]).to_pydict()
+    sugg = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "accepted_text", "prefix", "suffix"]).to_pydict()
     accepted = dict(zip(sugg["suggestion_id"], sugg["accepted_text"], strict=True))
     if out.exists():
         shutil.rmtree(out)
@@ -99,8 +99,7 @@ def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -
         entries.append(describe_shard(out, e.path, "sft", "train"))
     if target == "typed":
         schema = pq.read_schema(echo_shards / manifest.select("sft", "train")[0].path)
-        ctx = read_arrow(str(lake_dir), SUGGESTIONS, ["suggestion_id", "prefix", "suffix"]).to_pydict()
-        context = {k: (p, q) for k, p, q in zip(ctx["suggestion_id"], ctx["prefix"], ctx["suffix"], strict=True)}
+        context = dict(zip(sugg["suggestion_id"], zip(sugg["prefix"], sugg["suffix"], strict=True), strict=True))
         typed = _typed_sft_rows(echo_shards, manifest, schema, context)
         rel = "sft/train/typed-instead.parquet"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
