@@ -108,7 +108,7 @@ def _people(rates: list[tuple[int, int]]) -> dict[str, tuple[int, int]]:
 def _round(echo: list[tuple[int, int]], static: list[tuple[int, int]], refined: int) -> dict[str, object]:
     from echo.loop.stats import paired_difference
 
-    d = paired_difference(_people(echo), _people(static), resamples=500, seed=1)
+    d = {"a": "echo-r1", "b": "static", **paired_difference(_people(echo), _people(static), resamples=500, seed=1)}
     return {"round": 1, "harvest": {"pairs": {"total": refined + 10, "outcome:refined": refined}},
             "eval": {"paired": {"echo-r1 - static": d}}}  # fmt: skip
 

@@ -8,21 +8,34 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from echo.config import Validated, setting
 from echo.errors import ConfigError
 
-#: arms besides Echo: their training data and objective (all from the same telemetry and
-#: starting model as Echo; docs/experiment.md)
-ARMS: dict[str, str] = {
-    "raw-accepted": "SFT on the text as accepted (the raw logs)",
-    "raw-shown": "SFT on the proposals as shown",
-    "none": "no fine-tuning: the round's starting model",
-    "echo+typed": "SFT on the refined final texts plus what users typed instead of a proposal",
-    "echo+kto": "SFT on the refined final texts plus KTO on the unpaired feedback",
-    "echo+dpo": "SFT on the refined final texts plus DPO on refined and typed-instead preferences",
-}
+
+class Arm(NamedTuple):
+    """An arm besides Echo: what it is, the shards it trains on (``ablation_shards``
+    target; None: Echo's own) and its objective (None: not trained), and the signal whose
+    harvested rows it needs (None: Echo's pairs suffice)."""
+
+    help: str
+    shards: str | None
+    objective: str | None
+    needs: str | None
+
+
+#: arms besides Echo, all from the same telemetry and starting model (docs/experiment.md)
+ARMS: dict[str, Arm] = {
+    "raw-accepted": Arm("SFT on the text as accepted (the raw logs)", "accepted", "sft", None),
+    "raw-shown": Arm("SFT on the proposals as shown", "shown", "sft", None),
+    "none": Arm("no fine-tuning: the round's starting model", None, None, None),
+    "echo+typed": Arm("SFT on the refined final texts plus what users typed instead of a proposal",
+                      "typed", "sft", "typed"),
+    "echo+kto": Arm("SFT on the refined final texts plus KTO on the unpaired feedback", None, "sft+kto", "kto"),
+    "echo+dpo": Arm("SFT on the refined final texts plus DPO on refined and typed-instead preferences",
+                    None, "sft+dpo", "pref"),
+}  # fmt: skip
 ABLATIONS = tuple(ARMS)
 
 
@@ -64,7 +77,7 @@ class LoopConfig(Validated):
     # --- fine-tuning ---
     ablations: tuple[str, ...] = setting(
         ("raw-accepted", "echo+kto", "none"),
-        "arms besides Echo: " + "; ".join(f"{k}: {v}" for k, v in ARMS.items()),
+        "arms besides Echo: " + "; ".join(f"{k}: {v.help}" for k, v in ARMS.items()),
     )
     resamples: int = setting(2000, "bootstrap resamples (over evaluation users) of the paired intervals")
     train_steps: int = setting(60, "optimizer steps per fine-tuning run")

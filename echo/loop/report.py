@@ -35,10 +35,10 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     for rec in results["rounds"]:
         r = rec["round"]
         echo = f"echo-r{r}"
-        for key, d in rec["eval"].get("paired", {}).items():
-            a, b = key.split(" - ", 1)
-            if a != echo:
+        for d in rec["eval"].get("paired", {}).values():
+            if d["a"] != echo:
                 continue
+            b = d["b"]
             lo, hi = d["ci95"]
             diff = 100 * d["diff"]
             sep = lo > 0 or hi < 0

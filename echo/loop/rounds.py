@@ -83,46 +83,36 @@ def _comparisons(ids: list[str], r: int) -> list[tuple[str, str]]:
     return out
 
 
-#: per arm: the shards it trains on (``None``: Echo's own) and its objective
-_ARM_TRAINING: dict[str, tuple[str | None, str]] = {
-    "raw-accepted": ("accepted", "sft"),
-    "raw-shown": ("shown", "sft"),
-    "echo+typed": ("typed", "sft"),
-    "echo+kto": (None, "sft+kto"),
-    "echo+dpo": (None, "sft+dpo"),
-}
-
-#: the rows an objective needs besides SFT's, by the shards' manifest counts
-_NEEDS = {"sft+kto": "kto", "sft+dpo": "pref"}
+def _signal_rows(shards_report: dict[str, Any], signal: str) -> int:
+    """Harvested training rows of a signal: ``kto`` / ``pref`` shard rows, or the
+    typed-instead preference pairs."""
+    if signal == "typed":
+        return int(shards_report.get("pref_rows_by_source", {}).get("typed", 0))
+    return int(shards_report.get("rows", {}).get(signal, {}).get("train", 0))
 
 
 def _train_arm(
-    cfg: LoopConfig, arm: str, shards_dir: Path, hlake: Path, rdir: Path, start: str, r: int,
-    shard_rows: dict[str, Any],
+    cfg: LoopConfig, name: str, shards_dir: Path, hlake: Path, rdir: Path, start: str, r: int,
+    shards_report: dict[str, Any],
 ) -> dict[str, Any]:
     """Fine-tune one arm from the round's starting model on the round's telemetry; a dict
-    with ``skipped`` (the reason) when the harvest has too few rows for its objective."""
+    with ``skipped`` (the reason) when the harvest has too few rows of its signal."""
     from echo.loop import pipeline
     from echo.loop.config import ARMS
 
-    target, objective = _ARM_TRAINING[arm]
+    arm = ARMS[name]
+    assert arm.objective is not None, name
     need = cfg.micro_batch_size * cfg.num_workers
-    extra = _NEEDS.get(objective)
-    if extra is not None or target == "typed":
-        if target == "typed":
-            extra, have = "typed-instead", int(shard_rows.get("pref_rows_by_source", {}).get("typed", 0))
-        else:
-            have = int(shard_rows.get("rows", {}).get(extra, {}).get("train", 0))
-        if have < need:
-            return {"skipped": f"{have} {extra} training rows harvested, {need} needed", "objective": objective,
-                    "data": ARMS[arm]}  # fmt: skip
+    if arm.needs is not None and (have := _signal_rows(shards_report, arm.needs)) < need:
+        return {"skipped": f"{have} {arm.needs} training rows harvested, {need} needed",
+                "objective": arm.objective, "target": arm.help}  # fmt: skip
     info: dict[str, Any] = {}
     shards = shards_dir
-    if target is not None:
-        shards = rdir / "harvest" / f"shards-{arm}"
-        info = pipeline.ablation_shards(shards_dir, hlake, shards, target)
-    res = _train(cfg, shards, start, rdir / "train" / arm, f"{arm}-r{r}", objective)
-    return {**_train_summary(res), "target": ARMS[arm], "objective": objective, **info}
+    if arm.shards is not None:
+        shards = rdir / "harvest" / f"shards-{name}"
+        info = pipeline.ablation_shards(shards_dir, hlake, shards, arm.shards)
+    res = _train(cfg, shards, start, rdir / "train" / name, f"{name}-r{r}", arm.objective)
+    return {**_train_summary(res), "target": arm.help, "objective": arm.objective, **info}
 
 
 def _train_summary(res: Any) -> dict[str, Any]:
@@ -251,13 +241,13 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
             lap(f"round{r}_eval_pipeline_s", t0)
             people = stats.per_person(elake)
             rec["eval"] = {
-                "users": cfg.eval_users, "user_prefix": f"e{r}", "cohort": f"e{r}", "lake": str(elake),
+                "users": cfg.eval_users, "cohort": f"e{r}", "lake": str(elake),
                 "arms": {i: arms[i] for i in ids}, "user_prefixes": {i: f"e{r}.a{k}" for k, i in enumerate(ids)},
                 "metrics": stats.model_metrics(elake),
                 "paired": {
-                    f"{a} - {b}": stats.paired_difference(
+                    f"{a} - {b}": {"a": a, "b": b, **stats.paired_difference(
                         people.get(a, {}), people.get(b, {}), resamples=cfg.resamples, seed=cfg.seed + r
-                    )
+                    )}
                     for a, b in _comparisons(ids, r)
                 },
             }  # fmt: skip
