@@ -127,6 +127,25 @@ def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     return detail if isinstance(detail, dict) else {}
 
 
+def record_changes(
+    lake: Lake, table: Table, changes: DataFrame, *, since: int, up_to: int, info: dict[str, str]
+) -> None:
+    """Record a run's changed keys in a per-run state table (partitioned by ``run_no``):
+    kept with what an interrupted attempt of this run recorded (perhaps under a lower
+    up-to run, any of ``since+1 .. up_to``), all under ``up_to``. Materialized before the
+    partitions it reads are replaced."""
+    runs = list(range(since + 1, up_to + 1))
+    cols = [c for c in table.columns if c != "run_no"]
+    earlier = lake.read_partitions(table, runs).select(*cols)
+    out = (
+        changes.select(*cols).unionByName(earlier).distinct()
+        .withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1).cache()
+    )  # fmt: skip
+    out.count()
+    lake.replace_partitions(table, out, runs, info=info)
+    out.unpersist()
+
+
 def stored_config_sha(lake: Lake, stage: str) -> str | None:
     """The ``config_sha`` a stage recorded with its watermark (None when none)."""
     sha = stage_detail(lake, stage).get("config_sha")

@@ -24,6 +24,7 @@ from echo.jobs.incremental import (
     days_of_ranges,
     fixed_settings,
     new_events,
+    record_changes,
     replace_rows,
     stage_detail,
     utc_date,
@@ -88,17 +89,7 @@ def execute(
         info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
         replace_rows(lake, SESSIONS, sessions, touched, parts, info=info)
         n_users = intervals.select("user_id").distinct().count()
-        # kept with what an interrupted attempt (perhaps of a lower up_to) recorded, under
-        # this run's number
-        runs = list(range(since + 1, up_to + 1))
-        earlier = lake.read_partitions(SESSION_CHANGES, runs).drop("run_no")
-        changes = (
-            intervals.select(*earlier.columns).unionByName(earlier).distinct()
-            .withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1).cache()
-        )  # fmt: skip
-        changes.count()  # materialized before the partitions it reads are replaced
-        lake.replace_partitions(SESSION_CHANGES, changes, runs, info=info)
-        changes.unpersist()
+        record_changes(lake, SESSION_CHANGES, intervals, since=since, up_to=up_to, info=info)
         progress.step("silver/sessions committed", sessions=n_sessions, days=len(parts),
                       version=lake.version(SESSIONS))  # fmt: skip
         for df in (intervals, touched, sessions):

@@ -22,7 +22,13 @@ from pyspark.sql import functions as F
 
 from echo.config import PipelineConfig
 from echo.jobs.common import stage_main
-from echo.jobs.incremental import expand_days, fixed_settings, new_events, replace_rows
+from echo.jobs.incremental import (
+    expand_days,
+    fixed_settings,
+    new_events,
+    record_changes,
+    replace_rows,
+)
 from echo.jobs.sessionize import STAGE as SESSIONIZE
 from echo.jobs.sessionize import events_in, max_session_ms
 from echo.jobs.state import latest_run, set_watermark, watermark
@@ -112,14 +118,9 @@ def execute(
         # Kept with what an interrupted attempt of this run recorded: after a crash past
         # the suggestions commit, the rerun reads the new rows as the stored ones, and the
         # rows the first attempt removed must stay recorded.
-        keys = ["suggestion_id", "doc_id", "user_id", "day"]
-        runs = list(range(since + 1, up_to + 1))  # an interrupted attempt may have had a lower up_to
-        earlier = lake.read_partitions(SUGGESTION_CHANGES, runs).select(*keys)
-        changes = rows.select(*keys).unionByName(removed.select(*keys)).unionByName(earlier).distinct()
-        changes = changes.withColumn("run_no", F.lit(up_to).cast("long")).coalesce(1).cache()
-        changes.count()  # materialized before its own partition is replaced
-        lake.replace_partitions(SUGGESTION_CHANGES, changes, runs, info=info)
-        changes.unpersist()
+        keys = [c for c in SUGGESTION_CHANGES.columns if c != "run_no"]
+        changed = rows.select(*keys).unionByName(removed.select(*keys))
+        record_changes(lake, SUGGESTION_CHANGES, changed, since=since, up_to=up_to, info=info)
         # Metrics next, from what silver/suggestions will hold on those days (the stored
         # rows less the ones replaced, plus the new ones): if the run dies between the two
         # commits, the rerun reads the same old rows and days again; if it dies after both,
@@ -137,7 +138,7 @@ def execute(
         progress.step("silver/suggestions committed", days=len(parts), version=lake.version(SUGGESTIONS))
         recorded = new_days.withColumn("run_no", F.lit(up_to).cast("long"))
         # this run's new events include those of any interrupted attempt: its rows go
-        lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), runs, info=info)
+        lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), list(range(since + 1, up_to + 1)), info=info)
         rows.unpersist()
         removed.unpersist()
     finally:
