@@ -25,57 +25,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from echo.graph.config import ForecastConfig
-from echo.graph.forecast import forecast, replay_gap_check
+from echo.graph.forecast import early_backtest, forecast, replay_gap_check
 from echo.lake.readers import read_arrow
 from echo.lake.tables import SUGGESTION_EDGES, SUGGESTION_GRAPH
 
 NODE_COLUMNS = ("suggestion_id", "user_id", "model_id", "language", "shown_ts_ms", "accepted_ts_ms",
                 "known_ts_ms", "outcome", "features")  # fmt: skip
-FINAL = ("ignored", "rejected", "kept", "refined", "rewritten", "deleted")
-
-
-def _rate(s: pd.Series, c: str) -> float:
-    return float((s == c).mean()) if len(s) else float("nan")
-
-
-def backtest(nodes: pd.DataFrame, edges: pd.DataFrame, cfg: ForecastConfig, share: float, window_ms: int) -> dict[str, Any]:
-    shown = np.sort(nodes["shown_ts_ms"].to_numpy())
-    t0 = int(shown[int(share * (len(shown) - 1))])
-    # the moment near t0 (within the next quarter of the shows) with the most shows in the window before it
-    cands = shown[(shown >= t0)][: max(1, len(shown) // 4)]
-    counts = np.searchsorted(shown, cands, side="right") - np.searchsorted(shown, cands - window_ms, side="left")
-    as_of = int(cands[int(np.argmax(counts))])
-    res = forecast(nodes, edges, ForecastConfig(**{**cfg.__dict__, "as_of_ms": as_of}))
-    p = res.predictions.merge(nodes[["suggestion_id", "model_id"]], on="suggestion_id")
-    final = nodes.set_index("suggestion_id")["outcome"]
-    p["final"] = p["suggestion_id"].map(final)
-    rows = []
-    for model, g in p.groupby(p["model_id"].fillna("(none)")):
-        op = g[g["horizon_open"] & g["final"].isin(FINAL)]
-        cl = g[g["used_for_training"] | (~g["horizon_open"] & g["outcome"].isin(FINAL))]
-        rows.append({
-            "model_id": model, "open": len(op), "closed": len(cl),
-            "later_measured_refine": _rate(op["final"], "refined"), "later_measured_delete": _rate(op["final"], "deleted"),
-            "forecast_refine": float(op["p_refined"].mean()) if len(op) else float("nan"),
-            "forecast_delete": float(op["p_deleted"].mean()) if len(op) else float("nan"),
-            "naive_refine": _rate(cl["outcome"], "refined"), "naive_delete": _rate(cl["outcome"], "deleted"),
-        })  # fmt: skip
-    err: dict[str, float] = {}
-    w = np.array([r["open"] for r in rows], dtype=float)
-    for kind in ("refine", "delete"):
-        for src in ("forecast", "naive"):
-            d = np.array([abs(r[f"{src}_{kind}"] - r[f"later_measured_{kind}"]) for r in rows], dtype=float)
-            ok = ~np.isnan(d) & (w > 0)
-            err[f"{src}_{kind}_mae_pp"] = round(float(np.average(d[ok], weights=w[ok]) * 100), 3) if ok.any() else float("nan")
-    return {"as_of_ms": as_of, "open": int(res.report["open"]), "train": res.report["train"],
-            "per_model": rows, "open_weighted_abs_error": err}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": len(nodes),
         "replay_gap": replay_gap_check(full.predictions, truth),
         "val_metrics": full.report["val_metrics"],
-        "early_forecast_backtest": backtest(nodes, edges, cfg, args.backtest_share, cfg.refine_window_s * 1000),
+        "early_forecast_backtest": early_backtest(nodes, edges, cfg, share=args.backtest_share),
     }
     text = json.dumps(out, indent=1, default=float)
     print(text)

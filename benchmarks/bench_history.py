@@ -21,8 +21,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 _BYTES = [0]
+_BY_TABLE: dict[str, int] | None = None
 
 
 def _instrument() -> None:
@@ -33,12 +35,17 @@ def _instrument() -> None:
 
     def parquet(self: Any, *paths: str, **options: Any) -> Any:
         for p in paths:
-            local = p[len("file://") :] if p.startswith("file://") else p
+            local = urlparse(p).path if p.startswith("file:") else p  # file:/p and file:///p
+            n = 0
             if os.path.isfile(local):
-                _BYTES[0] += os.path.getsize(local)
+                n = os.path.getsize(local)
             elif os.path.isdir(local):
                 for d, _, files in os.walk(local):
-                    _BYTES[0] += sum(os.path.getsize(os.path.join(d, f)) for f in files if f.endswith(".parquet"))
+                    n += sum(os.path.getsize(os.path.join(d, f)) for f in files if f.endswith(".parquet"))
+            _BYTES[0] += n
+            if _BY_TABLE is not None:  # --by-table: which table the bytes came from
+                table = "/".join(Path(local).parts[-4:-2]) if "=" in Path(local).parts[-2] else "/".join(Path(local).parts[-3:-1])
+                _BY_TABLE[table] = _BY_TABLE.get(table, 0) + n
         return original(self, *paths, **options)
 
     DataFrameReader.parquet = parquet  # type: ignore[method-assign]
@@ -109,6 +116,15 @@ def main() -> int:
         print(f"\nday {b['day']} / day 2: {b['total_s'] / a['total_s']:.2f}x seconds, "
               f"{b['total_mb'] / max(a['total_mb'], 1e-9):.2f}x bytes read "
               f"(per record: {(b['total_s'] / b['records']) / (a['total_s'] / a['records']):.2f}x seconds)")  # fmt: skip
+    if len(rows) >= 7:
+        # one batch's time is noisy (GC, Delta log checkpoints every tenth commit): also
+        # the mean seconds per 1k records of the last three batches against days 2-4
+        def per_k(rs: list[dict[str, Any]]) -> float:
+            return 1000 * sum(r["total_s"] for r in rs) / sum(r["records"] for r in rs)
+
+        early, late = per_k(rows[1:4]), per_k(rows[-3:])
+        print(f"seconds per 1k records, days 2-4: {early:.3f}; last three days: {late:.3f} "
+              f"({late / early:.2f}x)")  # fmt: skip
     return 0
 
 

@@ -335,5 +335,10 @@ def log_loop(
         key = metric_name(f"paired.round{p['round']}.{p['comparison']}")
         lo, hi = p["ci95"]
         run.metrics({key: p["diff"], f"{key}.ci95_low": lo, f"{key}.ci95_high": hi})
+    for f in results.get("early_forecast", []):
+        key = metric_name(f"early_forecast.round{f['round']}.{f['model_id']}")
+        vals = {f"{key}.{k}": f[k] for k in ("forecast_refine", "forecast_delete", "later_measured_refine",
+                                              "later_measured_delete", "naive_refine", "naive_delete")}  # fmt: skip
+        run.metrics({k: float(v) for k, v in vals.items() if v == v})  # NaN: none open for this arm
     for path in paths.values():
         run.artifacts(path, "report")

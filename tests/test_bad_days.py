@@ -67,6 +67,7 @@ def test_changed_inputs_names_files_written_to_rewritten_or_deleted_after_listin
     assert "(vanished)" in changed[2] and "(size" in changed[0] and "(modified)" in changed[1]
 
 
+@pytest.mark.slow  # an input that changes under a run stays in the default run (one that vanishes)
 def test_an_input_written_to_while_it_is_read_is_refused_and_no_table_changes(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -241,3 +241,20 @@ def test_reweighted_training_over_counts_the_minority_and_calibration_corrects_i
         raw_err += abs(raw - true)
         cal_err += abs(float(res.calibrated()[~half, 1].sum()) - true)
     assert cal_err < 0.5 * raw_err
+
+
+def test_backtest_time_moves_to_the_busiest_window_after_the_share_point() -> None:
+    import numpy as np
+
+    from echo.graph.forecast import backtest_time
+
+    # 40 shows one minute apart, and a burst of 4 shows 0.5 s apart at minute 25.5
+    burst = 25 * 60_000 + 30_000 + np.arange(4) * 500
+    shown = np.concatenate([np.arange(40) * 60_000, burst])
+    # half-way (the 22nd of 44 shows) is minute 21; of the next quarter of the shows (11),
+    # the last show of the burst has the most shows in the 10 s before it
+    assert backtest_time(shown, 0.5, window_ms=10_000) == int(burst[-1])
+    # with a window shorter than the burst's spacing every candidate counts one: the first
+    assert backtest_time(shown, 0.5, window_ms=100) == 21 * 60_000
+    with pytest.raises(ValueError, match="no suggestions"):
+        backtest_time(np.array([], dtype=np.int64), 0.5, window_ms=1)

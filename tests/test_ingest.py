@@ -158,3 +158,53 @@ def test_lake_that_is_not_an_echo_lake_is_refused(tmp_path, capsys, spark):
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "not an Echo lake" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in (tmp_path / "notalake").iterdir()) == ["data.csv"]
+
+
+def _index_rows(lake, buckets):
+    from echo.lake.tables import EVENT_INDEX
+
+    return sorted(tuple(r) for r in lake.read_partitions(EVENT_INDEX, buckets).collect())
+
+
+def test_event_index_writes_one_file_per_bucket_and_compacts_the_most_crowded(spark, tmp_path, monkeypatch):
+    import datetime
+
+    from pyspark.sql import functions as F
+
+    import echo.jobs.ingest as ingest_job
+    from echo.lake import open_lake
+    from echo.lake.tables import EVENT_INDEX, EVENT_INDEX_BUCKETS
+    from echo.stages.ingest import to_event_index
+
+    lake = open_lake(spark, str(tmp_path / "lake"))
+    lake.check_root(create=True)
+    lake.ensure(EVENT_INDEX)
+    day = datetime.date(2024, 3, 1)
+
+    def kept(run: int, n: int, bucket: int | None = None):
+        df = spark.createDataFrame([(f"e{run}-{i}", day, run) for i in range(n)], "event_id string, event_date date, run_no long")
+        if bucket is not None:
+            df = df.where(F.pmod(F.xxhash64("event_id"), F.lit(EVENT_INDEX_BUCKETS)) == bucket)
+        return to_event_index(df)
+
+    monkeypatch.setattr(ingest_job, "EVENT_INDEX_COMPACT", 2)
+    lake.append(EVENT_INDEX, kept(1, 600))
+    assert set(lake.files_per_partition(EVENT_INDEX).values()) == {1}  # one file per bucket and run
+    assert ingest_job.compact_event_index(lake) == []  # no bucket holds 2 files yet
+    lake.append(EVENT_INDEX, kept(2, 600))
+    lake.append(EVENT_INDEX, kept(3, 600, bucket=63))
+    before = lake.files_per_partition(EVENT_INDEX)
+    assert before["63"] == 3 and len(before) == EVENT_INDEX_BUCKETS
+    rows = _index_rows(lake, list(range(EVENT_INDEX_BUCKETS)))
+    version = lake.version(EVENT_INDEX)
+    compacted = ingest_job.compact_event_index(lake)
+    # the most crowded first (63), then the lowest bucket with 2 files; at most 2 (the limit)
+    first_with_two = min(int(b) for b, n in before.items() if n == 2)
+    assert compacted == sorted([first_with_two, 63])
+    assert lake.version(EVENT_INDEX) == version + 1  # one commit
+    after = lake.files_per_partition(EVENT_INDEX)
+    assert {b: after[str(b)] for b in compacted} == {b: 1 for b in compacted}
+    assert {b: n for b, n in after.items() if int(b) not in compacted} == {
+        b: n for b, n in before.items() if int(b) not in compacted
+    }
+    assert _index_rows(lake, list(range(EVENT_INDEX_BUCKETS))) == rows  # the same rows

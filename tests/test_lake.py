@@ -63,6 +63,16 @@ def test_replace_partitions_replaces_only_those_partitions_in_one_commit(backend
     assert sorted(got[got.user_bucket != 1].session_id) == sorted(r[0] for r in rows(6) if r[-1] != 1)
 
 
+def test_files_per_partition_counts_the_current_versions_files(backend_lake, spark):
+    assert backend_lake.files_per_partition(SESSIONS) == {}  # no table yet
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema).coalesce(1))
+    backend_lake.append(SESSIONS, spark.createDataFrame(rows(3, start=100), SESSIONS.schema).coalesce(1))
+    assert backend_lake.files_per_partition(SESSIONS) == {"0": 2, "1": 2, "2": 2}
+    new = spark.createDataFrame([("x/1", "x", 1, 2, 1, 1, 0.0, 1)], SESSIONS.schema)
+    backend_lake.replace_partitions(SESSIONS, new.coalesce(1), [1])
+    assert backend_lake.files_per_partition(SESSIONS) == {"0": 2, "1": 1, "2": 2}
+
+
 def test_merge_upserts_on_natural_keys(backend_lake, spark):
     backend_lake.append(SESSIONS, spark.createDataFrame(rows(4), SESSIONS.schema))
     upd = spark.createDataFrame([("u1/0", "u1", 0, 99, 5, 1, 0.1, 1), ("new/0", "new", 0, 1, 1, 1, 0.0, 2)], SESSIONS.schema)

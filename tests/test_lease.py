@@ -205,6 +205,7 @@ def test_a_run_with_other_buckets_than_the_lakes_is_refused_in_one_line(spark, l
     assert {t.name: open_lake(spark, lake, "delta-rs").version(t) for t in ALL_TABLES} == versions
 
 
+@pytest.mark.slow  # the lake's --buckets stay checked in the default run (other buckets are refused)
 def test_a_run_without_buckets_uses_the_lakes(spark, lake):
     from echo.jobs import run
 

@@ -206,6 +206,41 @@ def test_report_files_are_written(loop_run: dict[str, Any]) -> None:
         assert f"| {row['model']} |" in md and f"{row['acceptance']:.1%}" in md
 
 
+def test_early_forecast_rates_are_those_of_the_suggestions_open_at_the_backtest_time(
+    loop_run: dict[str, Any],
+) -> None:
+    rnd = _round(loop_run)
+    ef = rnd["eval"]["early_forecast"]
+    assert "skipped" not in ef, ef
+    nodes = DeltaTable(str(Path(rnd["eval"]["lake"]) / "gold/suggestion_graph")).to_pandas(
+        columns=["model_id", "shown_ts_ms", "known_ts_ms", "outcome"]
+    )
+    final = ("ignored", "rejected", "kept", "refined", "rewritten", "deleted")
+    t = ef["as_of_ms"]
+    open_ = nodes[(nodes["shown_ts_ms"] <= t) & (nodes["known_ts_ms"] > t) & nodes["outcome"].isin(final)]
+    by_model = {p["model_id"]: p for p in ef["per_model"]}
+    assert set(by_model) == set(nodes.loc[nodes["shown_ts_ms"] <= t, "model_id"])
+    assert set(by_model) <= set(rnd["eval"]["arms"])
+    assert sum(p["open"] for p in by_model.values()) == len(open_) > 0
+    for model, g in open_.groupby("model_id"):
+        p = by_model[model]
+        assert p["open"] == len(g)
+        assert p["later_measured_refine"] == pytest.approx((g["outcome"] == "refined").mean())
+        assert p["later_measured_delete"] == pytest.approx((g["outcome"] == "deleted").mean())
+        assert 0.0 <= p["forecast_refine"] <= 1.0 and 0.0 <= p["forecast_delete"] <= 1.0
+
+
+def test_report_shows_the_early_forecast_next_to_the_measured_rates(loop_run: dict[str, Any]) -> None:
+    md = (loop_run["out"] / "report.md").read_text()
+    assert "## Early forecast of refine and delete rates" in md
+    rows = loop_run["results"]["early_forecast"]
+    assert {r["model_id"] for r in rows} == {p["model_id"] for p in _round(loop_run)["eval"]["early_forecast"]["per_model"]}
+    for r in rows:
+        mix = _round(loop_run)["eval"]["metrics"][r["model_id"]]["outcome_mix"]
+        assert r["measured_refine"] == pytest.approx(mix.get("refined", 0) / sum(mix.values()))
+        assert f"| {r['round']} | {r['model_id']} | {r['open']:,} |" in md
+
+
 def test_wilson_interval_matches_the_closed_form() -> None:
     lo, hi = wilson(20, 100)
     assert lo == pytest.approx(0.1333, abs=1e-4) and hi == pytest.approx(0.2888, abs=1e-4)

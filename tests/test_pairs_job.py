@@ -122,6 +122,7 @@ def batches() -> list[list[dict[str, Any]]]:
     return [b1, b2, b3]
 
 
+@pytest.mark.slow  # incremental == one run stays in the default run (tests/test_incremental: every table)
 def test_incremental_runs_equal_one_full_run(spark: Any, tmp_path: Path) -> None:
     inc = FakeUpstream(spark, str(tmp_path / "inc"))
     reports = []

@@ -200,6 +200,7 @@ def test_evaluate_logs_the_scores_it_reports(tracked_train: dict[str, Any], tmp_
     assert [a.path for a in _client(uri).list_artifacts(run.info.run_id)] == ["eval.json"]
 
 
+@pytest.mark.slow  # tracked training stays in the default run (config, step metrics, data, model)
 @pytest.mark.train
 def test_train_logs_each_step_while_it_runs_to_a_file_store(
     tracked_train: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

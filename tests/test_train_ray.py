@@ -203,6 +203,7 @@ def test_worker_failure_without_max_failures_fails_the_run(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow  # a worker failure stays in the default run (without max_failures); resume from a checkpoint too
 def test_worker_failure_is_recovered_from_the_latest_checkpoint(
     ray_cluster: None, base: dict[str, Any], full_run: dict[str, Any]
 ) -> None:

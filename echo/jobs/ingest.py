@@ -17,7 +17,14 @@ from pyspark.sql import functions as F
 from echo.config import LakeConfig, PipelineConfig
 from echo.errors import InputError
 from echo.jobs.common import config_json, emit_report, job_parser, open_job_lake, parse
-from echo.lake.tables import EVENT_INDEX, EVENTS, FORGOTTEN_USERS, INGEST_RUNS, QUARANTINE
+from echo.lake.tables import (
+    EVENT_INDEX,
+    EVENT_INDEX_COMPACT,
+    EVENTS,
+    FORGOTTEN_USERS,
+    INGEST_RUNS,
+    QUARANTINE,
+)
 from echo.progress import Progress
 from echo.sources import READ_ERROR, InputFile, changed_inputs, list_inputs, read_records
 from echo.spark import spark_session
@@ -26,6 +33,7 @@ from echo.stages.ingest import (
     classify,
     count_outcomes,
     drop_forgotten_users,
+    index_layout,
     kept_event_dates,
     to_event_index,
     to_events,
@@ -104,6 +112,9 @@ def execute(
                           **{k.replace("/", "_"): v for k, v in leftover.items()})  # fmt: skip
         for t in (EVENTS, QUARANTINE, INGEST_RUNS, EVENT_INDEX):
             lake.ensure(t)
+        compacted = compact_event_index(lake)
+        if compacted:
+            progress.step("_echo/event_index compacted", buckets=len(compacted))
         progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
                       duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
         info = {"echo.stage": STAGE, "echo.run_no": str(run_no)}
@@ -168,6 +179,20 @@ def _check_unchanged(files: Sequence[InputFile]) -> None:
             f"input changed while it was read: {changed[0]}{more}; nothing was ingested, run again "
             "once the inputs are complete"
         )
+
+
+def compact_event_index(lake: Lake) -> list[int]:
+    """Rewrite the most crowded buckets of _echo/event_index into one file each (at most
+    :data:`EVENT_INDEX_COMPACT` buckets, those with at least that many files); one commit,
+    the same rows. Keeps the files a duplicate check opens bounded (every run adds one per
+    bucket) at a cost of at most an eighth of the index rewritten per run."""
+    counts = lake.files_per_partition(EVENT_INDEX)
+    crowded = sorted((-n, int(b)) for b, n in counts.items() if n >= EVENT_INDEX_COMPACT)
+    buckets = sorted(b for _, b in crowded[:EVENT_INDEX_COMPACT])
+    if buckets:
+        rows = index_layout(lake.read_partitions(EVENT_INDEX, buckets))
+        lake.replace_partitions(EVENT_INDEX, rows, buckets, info={"echo.stage": STAGE, "echo.op": "compact"})
+    return buckets
 
 
 def _roll_back(lake: Lake, published: int) -> None:

@@ -216,6 +216,19 @@ class Lake(ABC):
             return self.empty(table)
         return self.read(table).where(F.col(table.partition_by[0]).isin(sorted(set(values))))
 
+    def files_per_partition(self, table: Table) -> dict[str, int]:
+        """Data files of the table's current version per value (as a string) of its
+        single partition column ({} for a missing or unpartitioned table). The
+        delta-rs backend reads it from the Delta log; this default lists the files a
+        read would open."""
+        import re
+        from collections import Counter
+
+        if not table.partition_by or not self.exists(table):
+            return {}
+        part = re.compile(re.escape(table.partition_by[0]) + r"=([^/]*)/")
+        return dict(Counter(m.group(1) for f in self.read(table).inputFiles() if (m := part.search(f))))
+
     @abstractmethod
     def version(self, table: Table) -> int | None:
         """Current Delta version, or None when the table does not exist."""

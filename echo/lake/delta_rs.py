@@ -88,6 +88,19 @@ class DeltaRsLake(Lake):
         dt = self._table(table)
         return [] if dt is None else list(dt.file_uris())
 
+    def files_per_partition(self, table: Table) -> dict[str, int]:
+        import pyarrow as pa
+
+        dt = self._table(table)
+        if dt is None or not table.partition_by:
+            return {}
+        key = f"partition.{table.partition_by[0]}"
+        out: dict[str, int] = {}
+        for a in pa.table(dt.get_add_actions(flatten=True)).select([key]).to_pylist():
+            v = str(a[key])
+            out[v] = out.get(v, 0) + 1
+        return out
+
     def _selected(self, table: Table, values: Sequence[Any] | None) -> list[str]:
         """URIs of the table's files (only those of partitions ``values`` when given); adds
         their sizes to :attr:`bytes_read`."""

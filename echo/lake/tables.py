@@ -517,6 +517,11 @@ SUGGESTION_CHANGES = Table(
 
 #: Buckets of the event-id index (a lake constant: changing it would need a rebuild).
 EVENT_INDEX_BUCKETS = 64
+#: Compaction of the event-id index: each ingest run rewrites into one file each at most
+#: this many buckets, the most crowded of those holding at least this many files (every
+#: run adds one file per bucket), so a bucket holds about 8-16 files and a run rewrites
+#: at most an eighth of the index.
+EVENT_INDEX_COMPACT = 8
 
 #: Incremental state of ingest: where each kept event_id lives. 8-byte hash keys, so that
 #: the duplicate check of a batch reads these (and only the buckets its ids fall in), then

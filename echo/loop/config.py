@@ -79,6 +79,9 @@ class LoopConfig(Validated):
         ("raw-accepted", "echo+kto", "none"),
         "arms besides Echo: " + "; ".join(f"{k}: {v.help}" for k, v in ARMS.items()),
     )
+    forecast: bool = setting(True, "also run the outcome forecaster (GraphSB) on each evaluation lake and report its "
+                             "early forecast of refine and delete rates per arm next to the measured rates")
+    forecast_epochs: int = setting(80, "training epochs of the forecaster at most")
     resamples: int = setting(2000, "bootstrap resamples (over evaluation users) of the paired intervals")
     train_steps: int = setting(60, "optimizer steps per fine-tuning run")
     train_lr: float = setting(1e-3, "fine-tuning learning rate")
@@ -93,7 +96,8 @@ class LoopConfig(Validated):
             raise ConfigError("--out DIR is required")
         if self.rounds < 1:
             raise ConfigError("--rounds must be >= 1")
-        for name in ("harvest_users", "eval_users", "days", "batches", "static_steps", "train_steps", "resamples"):
+        for name in ("harvest_users", "eval_users", "days", "batches", "static_steps", "train_steps", "resamples",
+                     "forecast_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be >= 1")
         bad = [a for a in self.ablations if a not in ABLATIONS]
@@ -112,6 +116,7 @@ def tiny(out: str, **changes: Any) -> LoopConfig:
         out=out, rounds=1, static_files=30, static_public_files=20, vocab_size=512, n_layer=2, n_embd=64,
         n_head=2, n_positions=256, static_steps=400, static_batch=4, static_lr=4e-3, prefix_chars=300,
         suffix_chars=80, project_files=9, harvest_users=4, eval_users=3, session_minutes=5.0, attention=0.9,
-        batches=2, train_steps=4, micro_batch_size=2, max_seq_len=200, max_new_tokens=6, quiet=True,
+        batches=2, train_steps=4, micro_batch_size=2, max_seq_len=200, max_new_tokens=6, forecast_epochs=20,
+        quiet=True,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)

@@ -55,6 +55,34 @@ def run_pipeline(
     return out
 
 
+def early_forecast(spark: Any, lake_dir: Path, *, epochs: int, seed: int, quiet: bool = True) -> dict[str, Any]:
+    """The ``graph`` stage on a lake, then the outcome forecaster's early forecast of
+    refine and delete rates per model, checked by backtest (:func:`echo.graph.forecast.early_backtest`:
+    trained as of half-way through the lake, its forecast for the suggestions still open
+    then, against what they measured later and against the naive rates closed by then).
+    A dict with ``skipped`` (the reason) when the lake has too little to train on."""
+    from echo.graph.config import ForecastConfig, GraphConfig
+    from echo.graph.forecast import early_backtest, forecaster_name
+    from echo.jobs import graph
+    from echo.jobs.common import open_job_lake
+    from echo.lake.readers import read_arrow
+    from echo.lake.tables import SUGGESTION_EDGES, SUGGESTION_GRAPH
+
+    lake_cfg = LakeConfig(lake=str(lake_dir))
+    with open_job_lake(spark, lake_cfg, command="loop", quiet=quiet) as lake:
+        built = graph.execute(spark, lake, lake_cfg, GraphConfig(), progress=Progress("graph", quiet=quiet))
+    cols = ["suggestion_id", "model_id", "shown_ts_ms", "accepted_ts_ms", "known_ts_ms", "outcome", "features"]
+    nodes = read_arrow(str(lake_dir), SUGGESTION_GRAPH, cols).to_pandas()
+    edges = read_arrow(str(lake_dir), SUGGESTION_EDGES, ["src_id", "dst_id"]).to_pandas()
+    fcfg = ForecastConfig(epochs=epochs, seed=seed)
+    out: dict[str, Any] = {"forecaster": forecaster_name(fcfg), "nodes": len(nodes), "edges": len(edges),
+                           "graph_users": built.get("users")}  # fmt: skip
+    try:
+        return {**out, **early_backtest(nodes, edges, fcfg)}
+    except ValueError as e:  # too few closed suggestions to train on
+        return {**out, "skipped": str(e)}
+
+
 def ablation_shards(echo_shards: Path, lake_dir: Path, out: Path, target: str) -> dict[str, Any]:
     """The Echo shards' SFT train rows with the completion swapped for the raw log, or
     with the typed-instead rows added.

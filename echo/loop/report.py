@@ -114,6 +114,28 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def forecast_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per round and model: the forecaster's early forecast of refine and delete rates
+    (backtest on the evaluation lake: trained as of half-way through, for the suggestions
+    open then), what those suggestions measured later, the naive forecast (rates closed
+    by then), and the rates measured over all shown suggestions at the end."""
+    rows = []
+    for rec in results["rounds"]:
+        ef = rec["eval"].get("early_forecast") or {}
+        mix = {m: v.get("outcome_mix", {}) for m, v in rec["eval"]["metrics"].items()}
+        for p in ef.get("per_model", []):
+            shown = sum(mix.get(p["model_id"], {}).values())
+            at_end = {k: mix.get(p["model_id"], {}).get(c, 0) / shown if shown else float("nan")
+                      for k, c in (("refine", "refined"), ("delete", "deleted"))}  # fmt: skip
+            rows.append({"round": rec["round"], **p, "measured_refine": at_end["refine"],
+                         "measured_delete": at_end["delete"]})  # fmt: skip
+    return rows
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.1f}%"  # NaN: no suggestion to measure
+
+
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     from matplotlib.figure import Figure  # no pyplot: no global backend, no open figures
 
@@ -192,6 +214,30 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
          f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}]", str(p["people"]))
         for p in paired
     ]  # fmt: skip
+    fc = results["early_forecast"] = forecast_rows(results)
+    fheader = ("round", "model", "open at T", "forecast refine / delete", "later measured refine / delete",
+               "naive (closed by T)", "measured at the end, all shown")  # fmt: skip
+    fcells = [
+        (str(f["round"]), f["model_id"], f"{f['open']:,}",
+         f"{_pct(f['forecast_refine'])} / {_pct(f['forecast_delete'])}",
+         f"{_pct(f['later_measured_refine'])} / {_pct(f['later_measured_delete'])}",
+         f"{_pct(f['naive_refine'])} / {_pct(f['naive_delete'])}",
+         f"{_pct(f['measured_refine'])} / {_pct(f['measured_delete'])}")
+        for f in fc
+    ]  # fmt: skip
+    fnotes = []
+    for rec in results["rounds"]:
+        ef = rec["eval"].get("early_forecast")
+        if not ef:
+            continue
+        if "skipped" in ef:
+            fnotes.append(f"Round {rec['round']}: early forecast not measured: {ef['skipped']}.")
+            continue
+        e = ef["open_weighted_abs_error"]
+        fnotes.append(f"Round {rec['round']}: {ef['forecaster']} trained on {ef['train']:,} suggestions closed "
+                      f"by T, {ef['open']:,} open; open-weighted absolute error of the refine rate "
+                      f"{e['forecast_refine_mae_pp']:.2f} points (naive {e['naive_refine_mae_pp']:.2f}), "
+                      f"of the delete rate {e['forecast_delete_mae_pp']:.2f} (naive {e['naive_delete_mae_pp']:.2f}).")  # fmt: skip
     mark = {True: "met", False: "NOT met", None: "not measured"}
     skipped = [f"Round {rec['round']}: arm {arm} skipped: {t['skipped']}."
                for rec in results["rounds"] for arm, t in rec.get("training", {}).items() if t.get("skipped")]  # fmt: skip
@@ -216,6 +262,17 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
            "| " + " | ".join(pheader) + " |", "|" + "---|" * len(pheader)]  # fmt: skip
     md += ["| " + " | ".join(c) + " |" for c in pcells]
     md += ["", *[f"- {v}" for v in results["verdicts"]], *[f"- {v}" for v in skipped], ""]
+    if fcells or fnotes:
+        md += ["## Early forecast of refine and delete rates (GraphSB forecaster, docs/graph.md)", "",
+               "Backtest on each evaluation lake: the forecaster is trained as of a time T half-way "
+               "through it, on the suggestions whose horizon had closed by then, and forecasts the rates "
+               "of the suggestions still open at T; beside it, what those suggestions measured later, "
+               "the naive forecast (the rates of the suggestions closed by T) and the rates over all "
+               "shown suggestions at the end.", ""]  # fmt: skip
+        if fcells:
+            md += ["| " + " | ".join(fheader) + " |", "|" + "---|" * len(fheader)]
+            md += ["| " + " | ".join(c) + " |" for c in fcells]
+        md += ["", *[f"- {n}" for n in fnotes], ""]
     md += ["## Goals", "", *[f"- **{mark[g['met']]}**: {g['goal']} ({g['why']})" for g in results["goals"]], ""]
     md += [f"![{p}]({p})" for p in plots]
     md += ["", f"Wall time: {results['timings'].get('total_s', 0):.0f} s; stages: "
@@ -231,6 +288,11 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     h += ["</table><h2>Paired differences</h2><table><tr>" + "".join(f"<th>{esc(x)}</th>" for x in pheader) + "</tr>"]
     h += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in c) + "</tr>" for c in pcells]
     h += ["</table><ul>" + "".join(f"<li>{esc(v)}</li>" for v in [*results["verdicts"], *skipped]) + "</ul>"]
+    if fcells or fnotes:
+        h += ["<h2>Early forecast of refine and delete rates</h2><table><tr>"
+              + "".join(f"<th>{esc(x)}</th>" for x in fheader) + "</tr>"]  # fmt: skip
+        h += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in c) + "</tr>" for c in fcells]
+        h += ["</table><ul>" + "".join(f"<li>{esc(n)}</li>" for n in fnotes) + "</ul>"]
     h += ["<h2>Goals</h2><ul>" + "".join(f"<li><b>{mark[g['met']]}</b>: {esc(g['goal'])} ({esc(g['why'])})</li>"
                                          for g in results["goals"]) + "</ul>"]  # fmt: skip
     h += [f"<p><img src='{p}' alt='{p}'></p>" for p in plots]

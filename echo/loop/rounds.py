@@ -251,6 +251,13 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
                     for a, b in _comparisons(ids, r)
                 },
             }  # fmt: skip
+            if cfg.forecast:
+                t0 = time.monotonic()
+                ef = pipeline.early_forecast(spark, elake, epochs=cfg.forecast_epochs, seed=cfg.seed + r, quiet=cfg.quiet)
+                rec["eval"]["early_forecast"] = ef
+                lap(f"round{r}_forecast_s", t0)
+                log(f"round {r}: early forecast: " + (ef["skipped"] if "skipped" in ef else
+                    f"{ef['open']} suggestions open at the backtest time, {ef['train']} trained on"))  # fmt: skip
             for i in ids:
                 m = rec["eval"]["metrics"].get(i)
                 if m:

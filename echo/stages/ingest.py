@@ -155,8 +155,15 @@ def batch_ids(records: DataFrame) -> DataFrame:
 
 
 def to_event_index(events: DataFrame) -> DataFrame:
-    """_echo/event_index rows of bronze/events rows."""
-    return index_keys(events).select(*EVENT_INDEX.columns)
+    """_echo/event_index rows of bronze/events rows, one task per bucket (so one file per
+    bucket and run), sorted by key within it."""
+    return index_layout(index_keys(events).select(*EVENT_INDEX.columns))
+
+
+def index_layout(rows: DataFrame) -> DataFrame:
+    """_echo/event_index rows laid out for writing: all of a bucket in one task, so that
+    a write adds one file per bucket, sorted by ``id_key`` (tight min/max statistics)."""
+    return rows.repartition(F.col("id_bucket")).sortWithinPartitions("id_bucket", "id_key")
 
 
 def to_events(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:
