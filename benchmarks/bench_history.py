@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 _BYTES = [0]
-_BY_TABLE: dict[str, int] | None = None
 
 
 def _instrument() -> None:
@@ -43,9 +42,6 @@ def _instrument() -> None:
                 for d, _, files in os.walk(local):
                     n += sum(os.path.getsize(os.path.join(d, f)) for f in files if f.endswith(".parquet"))
             _BYTES[0] += n
-            if _BY_TABLE is not None:  # --by-table: which table the bytes came from
-                table = "/".join(Path(local).parts[-4:-2]) if "=" in Path(local).parts[-2] else "/".join(Path(local).parts[-3:-1])
-                _BY_TABLE[table] = _BY_TABLE.get(table, 0) + n
         return original(self, *paths, **options)
 
     DataFrameReader.parquet = parquet  # type: ignore[method-assign]
