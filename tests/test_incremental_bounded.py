@@ -118,31 +118,6 @@ def test_a_batch_of_one_day_rewrites_only_that_days_partitions(spark, tmp_path):
     assert sorted(read_table(lake, "silver/sessions").user_id) == ["a", "a", "b"]
 
 
-def test_a_document_edited_on_a_later_day_rewrites_only_its_changed_suggestions(spark, tmp_path):
-    from tests.helpers import run_stages
-
-    ev = Ev(user="a", doc="long", t0=T0 + 3_600_000)  # one document, edited on two days
-    day0 = [ev.shown("s0", "x = 1"), ev.accepted("s0", "x = 1", ts=ev.t + 1_000),
-            ev.edit(5, 0, "\n", ts=ev.t + 7_200_000)]  # past s0's horizon: its walk ends there  # fmt: skip
-    ev.t = T0 + DAY + 3_600_000
-    day1 = [ev.shown("s1", "y = 2"), ev.accepted("s1", "y = 2", ts=ev.t + 1_000)]
-    lake = str(tmp_path / "lake")
-    run_stages([write_jsonl(tmp_path / "b0" / "e.jsonl", day0)], lake)
-    tables = {"silver/suggestions": "day", "gold/acceptance_metrics": "day"}
-    before = {t: _files_by_partition(lake, t, c) for t, c in tables.items()}
-    s0 = read_table(lake, "silver/suggestions")
-    run_stages([write_jsonl(tmp_path / "b1" / "e.jsonl", day1)], lake)
-    # the document was replayed from its first event, but s0's row came out as stored:
-    # neither its day's partitions nor its change record were written again
-    for t, c in tables.items():
-        assert _files_by_partition(lake, t, c)["2023-11-15"] == before[t]["2023-11-15"], t
-    changes = read_table(lake, "_echo/suggestion_changes")
-    assert sorted(changes.loc[changes.run_no == 2, "suggestion_id"]) == ["s1"]
-    after = read_table(lake, "silver/suggestions")
-    assert sorted(after.suggestion_id) == ["s0", "s1"]
-    assert after[after.suggestion_id == "s0"].reset_index(drop=True).equals(s0)
-
-
 def test_a_changed_session_gap_is_refused_naming_both_values(spark, tmp_path):
     import pytest
 

@@ -110,8 +110,8 @@ def execute(
         )
         events = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to).join(ids, "doc_id", "left_semi")
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
-        replayed = replay_documents(with_sessions(lake, events, days), settings=settings).cache()
-        rows, removed, parts, metric_days = _resolve(lake, replayed, ids, days)
+        rows = replay_documents(with_sessions(lake, events, days), settings=settings).cache()
+        rows, removed, parts, metric_days = _resolve(lake, rows, ids, days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
         # The rows this run writes or removes, for pairs, before anything they describe.
@@ -139,8 +139,8 @@ def execute(
         recorded = new_days.withColumn("run_no", F.lit(up_to).cast("long"))
         # this run's new events include those of any interrupted attempt: its rows go
         lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), list(range(since + 1, up_to + 1)), info=info)
-        for df in (rows, removed, replayed):
-            df.unpersist()
+        rows.unpersist()
+        removed.unpersist()
     finally:
         new.unpersist()
         docs.unpersist()
@@ -179,25 +179,15 @@ def _resolve(
         fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
     rows = with_partition(
         replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh), lake.buckets
-    )
-    stored = (
+    ).cache()
+    old = (
         lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(ids, "doc_id", "left_semi")
         .unionByName(stored_orphans.join(shown, "suggestion_id", "left_semi"))
-    )  # fmt: skip
-    # A replayed document's rows that come out exactly as stored (every column, nulls
-    # equal) are neither removed nor rewritten: the table is the same, and their days,
-    # metrics and pairs are not redone (a document edited for weeks is replayed whole,
-    # but only its changed suggestions are written).
-    same = rows.select(*SUGGESTIONS.columns).intersect(stored.select(*SUGGESTIONS.columns)).select(*ROW_KEYS).cache()
-    rows = rows.join(same, list(ROW_KEYS), "left_anti").cache()
-    old = (
-        stored.join(same, list(ROW_KEYS), "left_anti")
         .select("suggestion_id", "doc_id", "user_id", "day", "shown_ts_ms")
     ).cache()  # fmt: skip
     parts = {r[0] for r in old.select("day").union(rows.select("day")).distinct().collect()}
     metric_days = sorted(_days(old) | _days(rows))
     fresh.unpersist()
-    same.unpersist()
     return rows, old, sorted(parts), metric_days
 
 
