@@ -165,6 +165,6 @@ def test_graph_and_forecast_cli_write_their_tables(spark: Any, lake: str, tmp_pa
 def test_forecast_without_a_graph_is_a_one_line_error(spark: Any, lake: str, tmp_path: Path, capsys: Any) -> None:
     from echo.cli import main
 
-    run_stages([write_jsonl(tmp_path / "in" / "e.jsonl", _events(1))], lake)
+    run_stages([write_jsonl(tmp_path / "in" / "e.jsonl", _events(1))], lake, stages=("ingest",))
     assert main(["forecast", "--lake", lake, "--quiet"]) == 2
     assert "run 'graph' first" in capsys.readouterr().err
