@@ -34,11 +34,6 @@ LOCAL_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.default.parallelism": "4",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
-    # rows per batch of a cached DataFrame (default 10,000): ingest caches every record
-    # with its raw bytes, and a 10,000-row columnar batch of wide records is built whole
-    # on the heap (a 4.4M-record batch ran a 3 GiB heap out of memory); smaller batches
-    # keep the heap a local run needs independent of the input size
-    "spark.sql.inMemoryColumnarStorage.batchSize": "2000",
 }
 
 GIB = 1024**3
