@@ -167,10 +167,6 @@ def replay_gap_check(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-#: the final outcomes whose refine and delete rates the early forecast estimates
-FINAL = CLASSES
-
-
 def _rate(s: pd.Series, c: str) -> float:
     return float((s == c).mean()) if len(s) else float("nan")
 
@@ -205,8 +201,8 @@ def early_backtest(
     p["final"] = p["suggestion_id"].map(nodes.set_index("suggestion_id")["outcome"])
     rows = []
     for model, g in p.groupby(p["model_id"].fillna("(none)")):
-        op = g[g["horizon_open"] & g["final"].isin(FINAL)]
-        cl = g[g["used_for_training"] | (~g["horizon_open"] & g["outcome"].isin(FINAL))]
+        op = g[g["horizon_open"] & g["final"].isin(CLASSES)]
+        cl = g[g["used_for_training"] | (~g["horizon_open"] & g["outcome"].isin(CLASSES))]
         rows.append({
             "model_id": model, "open": len(op), "closed": len(cl),
             "later_measured_refine": _rate(op["final"], "refined"), "later_measured_delete": _rate(op["final"], "deleted"),

@@ -94,12 +94,8 @@ class DeltaRsLake(Lake):
         dt = self._table(table)
         if dt is None or not table.partition_by:
             return {}
-        key = f"partition.{table.partition_by[0]}"
-        out: dict[str, int] = {}
-        for a in pa.table(dt.get_add_actions(flatten=True)).select([key]).to_pylist():
-            v = str(a[key])
-            out[v] = out.get(v, 0) + 1
-        return out
+        values = pa.table(dt.get_add_actions(flatten=True))[f"partition.{table.partition_by[0]}"]
+        return {str(c["values"]): int(c["counts"]) for c in values.value_counts().to_pylist()}
 
     def _selected(self, table: Table, values: Sequence[Any] | None) -> list[str]:
         """URIs of the table's files (only those of partitions ``values`` when given); adds

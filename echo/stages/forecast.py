@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from echo.lake.tables import OUTCOME_ESTIMATES, OUTCOME_PREDICTIONS
+from echo.lake.tables import OUTCOME_ESTIMATES
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from echo.lake import Lake
 
 ACCEPTED_CLASSES = ("kept", "refined", "rewritten", "deleted")
 
@@ -61,10 +60,3 @@ def early_forecast(predictions: DataFrame) -> list[dict[str, Any]]:
     )
     return [r.asDict() for r in rows]
 
-
-def read_early_forecast(lake: Lake) -> list[dict[str, Any]]:
-    """:func:`early_forecast` of the lake's gold/outcome_predictions ([] before any
-    forecast): what the experience loop reports next to its measured rates."""
-    if not lake.exists(OUTCOME_PREDICTIONS):
-        return []
-    return early_forecast(lake.read(OUTCOME_PREDICTIONS))
