@@ -60,6 +60,7 @@ VOLATILE: dict[str, set[str]] = {
     # after a killed run records the same rows under the number of the run it caught up to
     "_echo/session_changes": {"run_no"},
     "_echo/doc_days": {"run_no"},
+    "_echo/track_state": {"run_no"},
     "_echo/suggestion_changes": {"run_no"},
 }
 #: the counts an ingest run reports (CONTRACT.md 1.2)

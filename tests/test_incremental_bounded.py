@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from echo.lake.tables import SUGGESTIONS
 from tests.events import Ev
 from tests.helpers import read_table, write_jsonl
 from tests.test_incremental import one_run_vs_batches
@@ -19,6 +20,8 @@ DAY = 86_400_000
 T0 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
 GAP = 1_800_000
 WINDOW = 600_000
+#: positions in the snapshot's silver/suggestions rows
+OUTCOME, SESSION = SUGGESTIONS.columns.index("outcome"), SUGGESTIONS.columns.index("session_id")
 
 
 def _batches(tmp: Path, *parts: list[dict]) -> list[Path]:
@@ -33,7 +36,7 @@ def test_a_late_event_that_bridges_two_sessions_merges_them(spark, tmp_path):
     whole, inc = one_run_vs_batches(_batches(tmp_path, [a, b], [bridge]), tmp_path)
     assert inc == whole
     assert [s[0] for s in whole["silver/sessions"]] == [f"m/{a['ts_ms']}"]
-    assert {s[1] for s in whole["silver/suggestions"]} == {f"m/{a['ts_ms']}"}
+    assert {s[SESSION] for s in whole["silver/suggestions"]} == {f"m/{a['ts_ms']}"}
 
 
 @pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
@@ -67,7 +70,7 @@ def test_a_late_shown_resolves_an_orphan_of_another_document(spark, tmp_path):
     lake_rows = one_run_vs_batches(_batches(tmp_path, [acc], [shown]), tmp_path)
     whole, inc = lake_rows
     assert inc == whole
-    assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]  # no orphan row left
+    assert [r[OUTCOME] for r in whole["silver/suggestions"]] == ["ignored"]  # no orphan row left
 
 
 @pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
@@ -76,7 +79,7 @@ def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spa
     acc = Ev(user="p", doc="d1", t0=T0 + 3_700_000).accepted("s", "x = 1")
     whole, inc = one_run_vs_batches(_batches(tmp_path, [shown], [acc]), tmp_path)
     assert inc == whole
-    assert [r[2] for r in whole["silver/suggestions"]] == ["ignored"]
+    assert [r[OUTCOME] for r in whole["silver/suggestions"]] == ["ignored"]
 
 
 @pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
@@ -145,3 +148,56 @@ def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spar
     assert inc == whole
     assert [r[1] for r in whole["bronze/quarantine"]] == ["conflicting_duplicate"]
     assert sorted(r[0] for r in whole["bronze/events"]) == sorted([first["event_id"], "d-d1-00001"])
+
+
+def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_can_change(spark, tmp_path):
+    ev = Ev(user="w", doc="lib", t0=T0 + 3_600_000)
+    days = []
+    for d in range(3):  # one document edited every day
+        ev.t = T0 + d * DAY + 3_600_000
+        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
+                     ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
+    whole, inc = one_run_vs_batches(_batches(tmp_path, *days), tmp_path)
+    assert inc == whole
+    # day 2's run replayed the versions of day 1 (its suggestion's walk could still read
+    # day 2's changes) and day 2, never day 0's
+    from tests.helpers import run_stages
+
+    lake = str(tmp_path / "lake")
+    run_stages([tmp_path / "b0" / "e.jsonl", tmp_path / "b1" / "e.jsonl"], lake)
+    day0 = _files_by_partition(lake, "silver/suggestions", "day")["2023-11-15"]
+    run_stages([tmp_path / "b2" / "e.jsonl"], lake)
+    assert _files_by_partition(lake, "silver/suggestions", "day")["2023-11-15"] == day0
+    state = read_table(lake, "_echo/track_state")
+    assert sorted(state[state.run_no == state.run_no.max()].suggestion_id) == ["s1", "s2"]
+
+
+def test_a_late_change_that_fills_a_lost_version_replays_the_walk_it_ends(spark, tmp_path):
+    ev = Ev(user="g", t0=T0 + 3_600_000)
+    early = [ev.shown("s1", "x = 1"), ev.accepted("s1", "x = 1", ts=ev.t + 1_000)]
+    missing = ev.edit(2, 0, "2", ts=ev.t + 2_000)  # inside the accepted text: a refine
+    later = [ev.edit(0, 0, "# ", ts=ev.t + 3_000), ev.shown("s2", "y", ts=ev.t + 4_000)]
+    whole, inc = one_run_vs_batches(_batches(tmp_path, early + later, [missing]), tmp_path)
+    assert inc == whole
+    from tests.helpers import run_stages
+
+    lake = str(tmp_path / "lake")
+    run_stages([tmp_path / "b0" / "e.jsonl"], lake)
+    assert list(read_table(lake, "silver/suggestions").set_index("suggestion_id").outcome[["s1"]]) == ["replay_gap"]
+    run_stages([tmp_path / "b1" / "e.jsonl"], lake)
+    assert list(read_table(lake, "silver/suggestions").set_index("suggestion_id").outcome[["s1"]]) != ["replay_gap"]
+
+
+def test_a_late_event_with_the_earliest_language_relabels_the_rows_that_fell_back_on_it(spark, tmp_path):
+    ev = Ev(user="n", t0=T0 + 3_600_000)
+    first = [ev.shown("s1", "x = 1"), ev.accepted("s1", "x = 1", ts=ev.t + 1_000)]
+    for e in first:
+        e["language"] = None  # s1's language falls back on the document's first
+    rest = [ev.edit(0, 0, "q", ts=ev.t + 3_600_000), ev.edit(0, 0, "r", ts=ev.t + 3_601_000)]
+    rest[0]["language"] = "go"
+    late = ev.edit(0, 0, "s", ts=T0)  # the earliest event, at the highest version, arrives last
+    late["language"] = "rust"
+    whole, inc = one_run_vs_batches(_batches(tmp_path, first + rest, [late]), tmp_path)
+    assert inc == whole
+    language = SUGGESTIONS.columns.index("language")
+    assert [r[language] for r in whole["silver/suggestions"]] == ["rust"]

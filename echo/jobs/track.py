@@ -3,13 +3,15 @@
     python -m echo track --lake DIR [--refine-window-s 600] [--min-refine-similarity 0.5]
     spark-submit jobs/track.py --lake DIR
 
-Bounded (docs/architecture.md, "Incremental runs"): the documents replayed are those
-with new events and those with an event inside an interval whose sessions sessionize
-recomputed (``_echo/session_changes``: a session id or end, hence a horizon, may have
-changed). Each is replayed from all its events, read from the bronze days it has events
-on (``_echo/doc_days``), with its sessions from silver/sessions. Only the ``day``
-partitions holding changed rows are rewritten, and the metrics of only the days whose
-suggestions changed. Track runs up to the runs sessionize has processed.
+Bounded (docs/architecture.md, "Incremental runs" and "Bounded replay"): the documents
+replayed are those with new events and those with an event inside an interval whose
+sessions sessionize recomputed (``_echo/session_changes``: a session id or end, hence a
+horizon, may have changed). Each is replayed from the lowest version a row that can
+change depends on (``_echo/track_state``), reading only the bronze days that hold those
+versions (``_echo/doc_days``), with its sessions from silver/sessions; only the rows of
+the suggestions replayed are replaced, in the ``day`` partitions holding them, and the
+metrics of only the days whose suggestions changed. Track runs up to the runs
+sessionize has processed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import datetime
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from echo.config import PipelineConfig
@@ -41,9 +44,10 @@ from echo.lake.tables import (
     SESSIONS,
     SUGGESTION_CHANGES,
     SUGGESTIONS,
+    TRACK_STATE,
 )
 from echo.progress import Progress
-from echo.stages.replay import ReplaySettings
+from echo.stages.replay import DEPENDENCY_COLUMNS, ReplaySettings
 from echo.stages.track import acceptance_metrics, replay_documents, shown_day, with_partition
 
 if TYPE_CHECKING:
@@ -59,15 +63,100 @@ DAY_MS = 86_400_000
 
 
 def _days(df: DataFrame) -> set[Any]:
-    return {r[0] for r in df.where(F.col("shown_ts_ms").isNotNull()).select(shown_day().alias("d")).distinct().collect()}
+    return {
+        r[0] for r in df.where(F.col("shown_ts_ms").isNotNull()).select(shown_day().alias("d")).distinct().collect()
+    }
 
 
-def affected_docs(lake: Lake, new: DataFrame, since: int, up_to: int) -> DataFrame:
-    """``doc_id, user_id`` of the documents whose rows can change: those with new events,
-    and those with an event in an interval whose sessions were recomputed."""
-    changes = lake.read_partitions(SESSION_CHANGES, list(range(since + 1, up_to + 1)))
-    in_changes = events_in(lake, changes, up_to).select("doc_id", "user_id")
-    return new.select("doc_id", "user_id").unionByName(in_changes).distinct()
+#: the columns of new and session-changed events that plan a replay
+PLAN_COLUMNS = ("doc_id", "user_id", "event_date", "event_type", "suggestion_id", "doc_version", "ts_ms",
+                "event_id", "language")  # fmt: skip
+#: event types that belong to a suggestion (its "own" events) and types that change a document
+OWN_TYPES = ("shown", "accepted", "rejected")
+CHANGE_TYPES = ("accepted", "edit")
+#: a replay from this version reads the whole document (versions are >= 0, CONTRACT 1.2)
+WHOLE = -1
+
+
+def latest_state(lake: Lake, since: int) -> DataFrame:
+    """``doc_id, suggestion_id, lo_version, hi_version, reach_version`` of every suggestion
+    as of track run ``since`` (the row of the latest run that replayed it)."""
+    st = lake.read(TRACK_STATE).where(F.col("run_no") <= since)
+    latest = F.max_by(F.struct("lo_version", "hi_version", "reach_version"), F.col("run_no"))
+    return st.groupBy("doc_id", "suggestion_id").agg(latest.alias("s")).select("doc_id", "suggestion_id", "s.*")
+
+
+def _first_language(ts: str, event_id: str) -> Any:
+    """The earliest ``(ts, event_id)`` with a language, with it: a struct to compare."""
+    return F.min(F.when(F.col("language").isNotNull(), F.struct(F.col(ts).alias("t"), F.col(event_id).alias("e"),
+                                                                  F.col("language").alias("l"))))  # fmt: skip
+
+
+def replay_plan(lake: Lake, new: DataFrame, in_changes: DataFrame, docs: DataFrame, since: int) -> DataFrame:
+    """``doc_id, from_version, doc_language``: per affected document, the version its
+    bounded replay starts at (docs/architecture.md, "Bounded replay"), and its first
+    language over all its events; documents with nothing to replay have no row.
+
+    The start is the lowest of: the versions of new own events (a suggestion with a new
+    event), the lowest own version of every stored suggestion whose dependency window
+    ``[lo_version, reach_version]`` holds a new change, and the versions of own events in
+    the intervals whose sessions changed; lowered until no suggestion has own events on
+    both sides of it. A new earliest language replays the whole document."""
+    ids = docs.select("doc_id")
+    state = latest_state(lake, since).join(ids, "doc_id", "left_semi")
+    own_new = new.where(F.col("event_type").isin(*OWN_TYPES) & F.col("suggestion_id").isNotNull())
+    c1 = own_new.groupBy("doc_id").agg(F.min("doc_version").alias("c"))
+    changes = new.where(F.col("event_type").isin(*CHANGE_TYPES)).select(F.col("doc_id").alias("_d"), "doc_version")
+    window = (
+        (F.col("doc_id") == F.col("_d"))
+        & (F.col("doc_version") >= F.col("lo_version"))
+        & (F.col("reach_version").isNull() | (F.col("doc_version") <= F.col("reach_version")))
+    )
+    c2 = state.join(changes, window).groupBy("doc_id").agg(F.min("lo_version").alias("c"))
+    c3 = (
+        in_changes.where(F.col("event_type").isin(*OWN_TYPES) & F.col("suggestion_id").isNotNull())
+        .groupBy("doc_id").agg(F.min("doc_version").alias("c"))
+    )  # fmt: skip
+    stored_lang = (
+        lake.read(DOC_DAYS).where(F.col("run_no") <= since).join(ids, "doc_id", "left_semi")
+        .groupBy("doc_id").agg(_first_language("language_ts_ms", "language_event_id").alias("old"))
+    )  # fmt: skip
+    new_lang = new.groupBy("doc_id").agg(_first_language("ts_ms", "event_id").alias("new"))
+    lang = (
+        ids.join(stored_lang, "doc_id", "left")
+        .join(new_lang, "doc_id", "left")
+        .select(
+            "doc_id",
+            F.least("old", "new")["l"].alias("doc_language"),
+            # a new earliest language can change rows that fell back on the document's
+            (F.col("new").isNotNull() & (F.col("old").isNull() | (F.col("new") < F.col("old")))).alias("relanguage"),
+        )
+    )
+    cand = (
+        c1.unionByName(c2).unionByName(c3).groupBy("doc_id").agg(F.min("c").alias("start"))
+        .join(lang, "doc_id", "right")
+        .select("doc_id", F.when(F.col("relanguage"), F.lit(WHOLE)).otherwise(F.col("start")).alias("start"),
+                "doc_language")
+        .where(F.col("start").isNotNull())
+    )  # fmt: skip
+    spans = (
+        state.select("doc_id", "suggestion_id", F.col("lo_version").alias("lo"), F.col("hi_version").alias("hi"))
+        .unionByName(own_new.select("doc_id", "suggestion_id", F.col("doc_version").alias("lo"),
+                                    F.col("doc_version").alias("hi")))
+        .groupBy("doc_id", "suggestion_id").agg(F.min("lo").alias("lo"), F.max("hi").alias("hi"))
+        .join(cand.select("doc_id", "start"), "doc_id")
+        .select("doc_id", "lo", "hi", "start")
+    )  # fmt: skip
+    # The start, lowered until no suggestion has own events on both sides of it: the
+    # largest of the start and the suggestions' lowest versions below it that no span
+    # straddles (no other span with lo < x <= hi). A span [x, x] anchors the start itself.
+    anchor = cand.select("doc_id", F.col("start").alias("lo"), F.col("start").alias("hi"), "start")
+    below = Window.partitionBy("doc_id").orderBy("lo").rangeBetween(Window.unboundedPreceding, -1)
+    candidates = spans.unionByName(anchor).where(F.col("lo") <= F.col("start"))
+    covered = candidates.withColumn("covered", F.max("hi").over(below))
+    free = covered.where(F.col("covered").isNull() | (F.col("covered") < F.col("lo")))
+    starts = free.groupBy("doc_id").agg(F.max("lo").alias("from_version"))
+    return starts.join(cand.select("doc_id", "doc_language"), "doc_id")
 
 
 def with_sessions(lake: Lake, events: DataFrame, days: list[datetime.date]) -> DataFrame:
@@ -83,35 +172,69 @@ def with_sessions(lake: Lake, events: DataFrame, days: list[datetime.date]) -> D
     return events.join(s, cond, "left").drop("_su", "_ss")
 
 
+def recorded_days(new: DataFrame, run_no: int) -> DataFrame:
+    """``_echo/doc_days`` rows of the run's new events."""
+    first = _first_language("ts_ms", "event_id")
+    return (
+        new.groupBy("doc_id", "user_id", "event_date")
+        .agg(F.min("doc_version").alias("min_version"), F.max("doc_version").alias("max_version"), first.alias("f"))
+        .select("doc_id", "user_id", "event_date", "min_version", "max_version", F.col("f.t").alias("language_ts_ms"),
+                F.col("f.e").alias("language_event_id"), F.col("f.l").alias("language"),
+                F.lit(run_no).cast("long").alias("run_no"))
+    )  # fmt: skip
+
+
 def execute(
-    spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
+    spark: SparkSession,
+    lake: Lake,
+    lake_cfg: LakeConfig,
+    cfg: PipelineConfig,
+    *,
+    progress: Progress,
 ) -> dict[str, Any]:
-    for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS, SUGGESTION_CHANGES):
+    for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS, TRACK_STATE, SUGGESTION_CHANGES):
         lake.ensure(t)
     fixed = fixed_settings(
-        lake, STAGE, {"refine_window_s": cfg.refine_window_s, "min_refine_similarity": cfg.min_refine_similarity}
+        lake,
+        STAGE,
+        {
+            "refine_window_s": cfg.refine_window_s,
+            "min_refine_similarity": cfg.min_refine_similarity,
+        },
     )
     since = watermark(lake, STAGE)
     up_to = max(since, min(latest_run(lake), watermark(lake, SESSIONIZE)))
-    new = new_events(lake, since, up_to).select("doc_id", "user_id", "event_date").cache()
-    docs = affected_docs(lake, new, since, up_to).cache()
+    runs = list(range(since + 1, up_to + 1))
+    new = new_events(lake, since, up_to).select(*PLAN_COLUMNS).cache()
+    # events in the intervals whose sessions sessionize recomputed: a session id or end,
+    # hence a horizon, may have changed
+    in_changes = events_in(lake, lake.read_partitions(SESSION_CHANGES, runs), up_to).select(*PLAN_COLUMNS).cache()
+    docs = new.select("doc_id", "user_id").unionByName(in_changes.select("doc_id", "user_id")).distinct().cache()
     info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
+    plan: DataFrame | None = None
     try:
-        n_docs = docs.count()
-        progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
-        if n_docs == 0:
+        if docs.limit(1).count() == 0:
             set_watermark(lake, STAGE, up_to, {"documents": 0, **fixed})
             return {"run_no": up_to, "documents": 0, "suggestions_written": 0}
-        ids = docs.select("doc_id")
-        new_days = new.select("doc_id", "user_id", "event_date").distinct()
-        known_days = lake.read(DOC_DAYS).select("doc_id", "event_date").join(ids, "doc_id", "left_semi")
+        # materialized without its lineage: every later query builds on it, and analyzing
+        # its plan again in each of them costs more than the run's data (3x at small sizes)
+        plan = replay_plan(lake, new, in_changes, docs, since).localCheckpoint()
+        n_docs = plan.count()
+        progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
+        starts = plan.select("doc_id", "from_version")
+        # the days holding the versions a replay starts from and above
+        stored_days = lake.read(DOC_DAYS).join(starts, "doc_id").where(F.col("max_version") >= F.col("from_version"))
+        new_days = new.join(starts, "doc_id").where(F.col("doc_version") >= F.col("from_version"))
         days = sorted(
-            {r[0] for r in known_days.select("event_date").union(new_days.select("event_date")).distinct().collect()}
+            {r[0] for r in stored_days.select("event_date").union(new_days.select("event_date")).distinct().collect()}
         )
-        events = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to).join(ids, "doc_id", "left_semi")
+        events = (
+            lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to).join(plan, "doc_id")
+            .where(F.col("doc_version") >= F.col("from_version"))
+        )  # fmt: skip
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
-        rows = replay_documents(with_sessions(lake, events, days), settings=settings).cache()
-        rows, removed, parts, metric_days = _resolve(lake, rows, ids, days)
+        replayed = replay_documents(with_sessions(lake, events, days), settings=settings, bounded=True).cache()
+        rows, removed, parts, metric_days = _resolve(lake, replayed, days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
         # The rows this run writes or removes, for pairs, before anything they describe.
@@ -132,27 +255,36 @@ def execute(
                 .where(F.col("shown_ts_ms").isNotNull())
             )  # fmt: skip
             lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(after).coalesce(1), metric_days, info=info)
-            progress.step("gold/acceptance_metrics committed", days=len(metric_days), version=lake.version(ACCEPTANCE_METRICS))
+            progress.step(
+                "gold/acceptance_metrics committed",
+                days=len(metric_days),
+                version=lake.version(ACCEPTANCE_METRICS),
+            )
         replace_rows(lake, SUGGESTIONS, rows, removed, parts, keys=ROW_KEYS, info=info)
         outcomes = {r[0]: int(r[1]) for r in rows.groupBy("outcome").count().collect()}
         progress.step("silver/suggestions committed", days=len(parts), version=lake.version(SUGGESTIONS))
-        recorded = new_days.withColumn("run_no", F.lit(up_to).cast("long"))
-        # this run's new events include those of any interrupted attempt: its rows go
-        lake.replace_partitions(DOC_DAYS, recorded.coalesce(1), list(range(since + 1, up_to + 1)), info=info)
+        # the state of this run (and of any interrupted attempt of it: its rows go): the
+        # replayed suggestions' dependencies, the new events' days
+        state = replayed.select("doc_id", "suggestion_id", "user_id", *DEPENDENCY_COLUMNS,
+                                F.lit(up_to).cast("long").alias("run_no"))  # fmt: skip
+        lake.replace_partitions(TRACK_STATE, state.coalesce(1), runs, info=info)
+        lake.replace_partitions(DOC_DAYS, recorded_days(new, up_to).coalesce(1), runs, info=info)
         rows.unpersist()
         removed.unpersist()
+        replayed.unpersist()
     finally:
-        new.unpersist()
-        docs.unpersist()
+        for df in (new, in_changes, docs, plan):
+            if df is not None:
+                df.unpersist()
     detail = {"documents": n_docs, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, metric_days)),
-              "partitions": len(parts), **fixed}  # fmt: skip
+              "partitions": len(parts), "event_days": len(days), **fixed}  # fmt: skip
     set_watermark(lake, STAGE, up_to, detail)
     return {"run_no": up_to, "documents": n_docs, "suggestions_written": n_sugg, "outcomes": outcomes,
             "metric_days": len(metric_days), "days_rewritten": len(parts)}  # fmt: skip
 
 
 def _resolve(
-    lake: Lake, replayed: DataFrame, ids: DataFrame, days: list[datetime.date]
+    lake: Lake, replayed: DataFrame, days: list[datetime.date]
 ) -> tuple[DataFrame, DataFrame, list[Any], list[Any]]:
     """Apply the orphan rule across documents (an orphan row stands only when no
     document has a shown event for its suggestion) to the replayed documents' rows and
@@ -178,10 +310,11 @@ def _resolve(
         )  # fmt: skip
         fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
     rows = with_partition(
-        replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh), lake.buckets
+        replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh),
+        lake.buckets,
     ).cache()
     old = (
-        lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(ids, "doc_id", "left_semi")
+        lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(replayed.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")
         .unionByName(stored_orphans.join(shown, "suggestion_id", "left_semi"))
         .select("suggestion_id", "doc_id", "user_id", "day", "shown_ts_ms")
     ).cache()  # fmt: skip

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from echo.lake.base import Lake
 
 #: Layout version of a lake this code writes (recorded at creation, checked on open).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: What changed in each version (named in the refusal of an older lake).
 FORMAT_CHANGES = {
     3: "silver/sessions partitioned by start_date, silver/suggestions and gold/refinement_pairs "
@@ -56,6 +56,8 @@ FORMAT_CHANGES = {
     "_echo/suggestion_changes",
     4: "typed-instead and retention-at-horizon columns in silver/suggestions and "
     "gold/acceptance_metrics, and gold/typed_pairs",
+    5: "track's bounded replay: version ranges and first languages in _echo/doc_days, "
+    "per-suggestion dependencies in _echo/track_state",
 }
 #: Buckets of a new lake when the command does not say.
 DEFAULT_BUCKETS = 16

@@ -38,7 +38,11 @@ S, L, D, I = StringType(), LongType(), DoubleType(), IntegerType()  # noqa: E741
 #: common required fields are non-null.
 EVENT_FIELDS = StructType(
     [
-        _f(name, S if contract.field_kind(name) == contract.STRING else L, name not in contract.COMMON_REQUIRED)
+        _f(
+            name,
+            S if contract.field_kind(name) == contract.STRING else L,
+            name not in contract.COMMON_REQUIRED,
+        )
         for name in contract.EVENT_COLUMNS
     ]
 )
@@ -489,12 +493,40 @@ DOC_DAYS = Table(
             _f("doc_id", S, False),
             _f("user_id", S, False),
             _f("event_date", DateType(), False),
+            _f("min_version", L, False),  # the lowest doc_version of the run's events that day
+            _f("max_version", L, False),  # the highest
+            # the earliest (ts_ms, event_id) of those events with a language, and its language
+            _f("language_ts_ms", L, True),
+            _f("language_event_id", S, True),
+            _f("language", S, True),
             _f("run_no", L, False),  # the track run that recorded it
         ]
     ),
     partition_by=("run_no",),
     keys=("doc_id", "event_date"),
-    description="per document: the UTC days it has events on (one row per doc x day x run)",
+    description="per document: the UTC days it has events on, their version range and first language "
+    "(one row per doc x day x run)",
+)
+
+#: Incremental state of track (docs/architecture.md, "Bounded replay"): per suggestion,
+#: the versions its row depends on, as of the track run that last replayed it (the row
+#: with the highest run_no counts).
+TRACK_STATE = Table(
+    name="_echo/track_state",
+    schema=StructType(
+        [
+            _f("doc_id", S, False),
+            _f("suggestion_id", S, False),
+            _f("user_id", S, False),
+            _f("lo_version", L, False),  # the lowest doc_version of its own events
+            _f("hi_version", L, False),  # the highest
+            _f("reach_version", L, True),  # the highest version its walks read; null: any
+            _f("run_no", L, False),  # the track run that replayed it
+        ]
+    ),
+    partition_by=("run_no",),
+    keys=("doc_id", "suggestion_id", "run_no"),
+    description="per suggestion and track run that replayed it: the version range its row depends on",
 )
 
 #: Incremental state of track, read by pairs: per track run, the silver/suggestions rows
@@ -584,6 +616,7 @@ ALL_TABLES: tuple[Table, ...] = (
     FORGOTTEN_USERS,
     SESSION_CHANGES,
     DOC_DAYS,
+    TRACK_STATE,
     SUGGESTION_CHANGES,
     EVENT_INDEX,
 )

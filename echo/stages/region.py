@@ -9,11 +9,12 @@ contents at one version make it ``ambiguous`` (a history that cannot be replayed
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Change", "VersionGroups", "change_of", "order_key", "representative", "version_groups"]
+__all__ = ["Change", "VersionGroups", "change_of", "order_key", "reach", "representative", "version_groups"]
 
 CHANGE_TYPES = ("accepted", "edit")
 
@@ -71,3 +72,26 @@ def version_groups(events: Sequence[Mapping[str, Any]]) -> VersionGroups:
         groups.ambiguous.append(len({c[1:4] for c in changes}) > 1)
         groups.several.append(changes)
     return groups
+
+
+def reach(start_version: int, horizon_ts_ms: int, groups: VersionGroups) -> int | None:
+    """The highest version a scan of ``groups`` can read when it starts expecting
+    ``start_version`` (then +1, +2, ...) and stops at a missing version, at an ambiguous
+    expected version or at a change later than ``horizon_ts_ms``: the version where the
+    scan stops, or None when it runs out of versions (it could read any later one).
+
+    Every walk of this module's users (the contract's walk, typed instead, retention)
+    stops at one of these conditions or earlier when its horizon is at most
+    ``horizon_ts_ms`` (their ``ts`` is the representative's, never earlier than the
+    version's earliest change, which this scan compares), so none of them reads a version
+    above the returned one: changes at higher versions cannot alter their results
+    (docs/architecture.md, "Bounded replay").
+    """
+    versions, ambiguous, first = groups.versions, groups.ambiguous, groups.first
+    expected = int(start_version)
+    for i in range(bisect.bisect_right(versions, expected - 1), len(versions)):
+        version = versions[i]
+        if version != expected or ambiguous[i] or first[i][0] > horizon_ts_ms:
+            return version
+        expected += 1
+    return None

@@ -37,12 +37,13 @@ from rapidfuzz.distance import Indel, Levenshtein
 from echo import contract
 from echo.stages.region import VersionGroups as _VersionGroups
 from echo.stages.region import order_key as _order_key
+from echo.stages.region import reach as _reach
 from echo.stages.region import representative as _representative
 from echo.stages.region import version_groups as _version_groups
-from echo.stages.retention import RETENTION_COLUMNS, retention
+from echo.stages.retention import HORIZONS, RETENTION_COLUMNS, retention
 from echo.stages.typed import SHAPE_KEYS, TYPED_COLUMNS, proposal_lines, typed_instead
 
-__all__ = ["OUTPUT_COLUMNS", "ReplaySettings", "edit_similarity", "replay_document"]
+__all__ = ["DEPENDENCY_COLUMNS", "OUTPUT_COLUMNS", "ReplaySettings", "edit_similarity", "replay_document"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,16 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     *TYPED_COLUMNS,
     *RETENTION_COLUMNS,
 )
+
+
+#: What a row depends on, per suggestion (``dependencies=True``): the lowest and highest
+#: ``doc_version`` of its own events and the highest version any of its walks can read
+#: (None: unbounded, the walk ran out of versions). docs/architecture.md, "Bounded replay".
+DEPENDENCY_COLUMNS: tuple[str, ...] = ("lo_version", "hi_version", "reach_version")
+#: The longest horizon after an accept that a walk reads (retention's last).
+_LONGEST_HORIZON_S = max(seconds for _, seconds in HORIZONS)
+#: ``doc_language`` not given: the first language of ``events`` is the document's.
+_FROM_EVENTS: Any = object()
 
 
 def edit_similarity(accepted_full: str, final_text: str) -> float:
@@ -202,6 +213,8 @@ def replay_document(
     *,
     clean: bool = True,
     shown_key: str | None = None,
+    doc_language: str | None = _FROM_EVENTS,
+    dependencies: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per suggestion of one document (see the module docstring).
 
@@ -215,6 +228,10 @@ def replay_document(
     chosen shown event (None without one): the track stage passes a row index there and
     takes the wide pass-through columns (``text``, ``prefix``, ``suffix``) with Arrow
     instead of shipping them through Python.
+
+    ``doc_language``: the document's first language (the last fallback of a row's
+    language), when ``events`` are not all of the document's events (a bounded replay).
+    ``dependencies=True`` adds :data:`DEPENDENCY_COLUMNS` to every row.
     """
     if clean:
         events = [_clean(ev) for ev in events]
@@ -226,8 +243,9 @@ def replay_document(
                 by_suggestion.setdefault(sid, []).append(ev)
 
     groups: _VersionGroups | None = None
-    doc_language: str | None = None
-    doc_language_done = False
+    doc_language_done = doc_language is not _FROM_EVENTS
+    if not doc_language_done:
+        doc_language = None
 
     rows: list[dict[str, Any]] = []
     for sid in sorted(by_suggestion, key=str):
@@ -256,6 +274,8 @@ def replay_document(
                     accepted_doc_version=int(first["doc_version"]),
                     accepted_chars=len(first["accepted_text"] or ""),
                 )
+            if dependencies:
+                _depends(row, evs, False)
             rows.append(row)
             continue
 
@@ -292,6 +312,9 @@ def replay_document(
             horizon = min(int(s["ts_ms"]) + int(settings.refine_window_s) * 1000, int(s["session_end_ts_ms"]))
             typed = typed_instead(int(s["offset"]), int(s["doc_version"]), horizon, shape, groups)
             row.update(typed_text=typed.text, typed_end_ts_ms=typed.end_ts_ms, typed_end=typed.end)
+            if dependencies:
+                window_ms = int(settings.refine_window_s) * 1000
+                _depends(row, evs, _reach(int(s["doc_version"]) + 1, int(s["ts_ms"]) + window_ms, groups))
             rows.append(row)
             continue
 
@@ -321,5 +344,18 @@ def replay_document(
             if row["outcome"] == "rewritten":  # typed instead: the contract's final text
                 row.update(typed_text=walk.final_text, typed_end_ts_ms=walk.last_change_ts_ms, typed_end="final")
         row.update(retention(first_accept, walk.accepted_full, groups))
+        if dependencies:
+            longest = max(int(settings.refine_window_s), _LONGEST_HORIZON_S) * 1000
+            _depends(row, evs, _reach(int(first_accept["doc_version"]) + 1, int(first_accept["ts_ms"]) + longest, groups))
         rows.append(row)
     return rows
+
+
+def _depends(row: dict[str, Any], own: Sequence[Mapping[str, Any]], scan_reach: int | bool | None) -> None:
+    """Set the row's :data:`DEPENDENCY_COLUMNS` from its own events and ``scan_reach``,
+    where its walk stops (:func:`echo.stages.region.reach`; None: it can read any later
+    version; False: no walk, an orphan depends on its own events only)."""
+    versions = [int(ev["doc_version"]) for ev in own]
+    lo, hi = min(versions), max(versions)
+    row["lo_version"], row["hi_version"] = lo, hi
+    row["reach_version"] = hi if scan_reach is False else (None if scan_reach is None else max(hi, int(scan_reach)))

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from echo import contract
 from echo.lake.tables import ACCEPTANCE_METRICS, EVENT_FIELDS, ORPHAN_DAY, SUGGESTIONS
-from echo.stages.replay import OUTPUT_COLUMNS, ReplaySettings, replay_document
+from echo.stages.replay import DEPENDENCY_COLUMNS, OUTPUT_COLUMNS, ReplaySettings, replay_document
 from echo.stages.retention import HORIZONS
 from echo.stages.typed import SHAPE_KEYS
 
@@ -36,23 +36,26 @@ REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields if f.name not in ("client", 
 #: never turned into Python strings
 PASS_THROUGH = {"text": "proposal", "prefix": "prefix", "suffix": "suffix"}
 _ROW = "__row"
+#: the optional input column with the document's first language (a bounded replay)
+DOC_LANGUAGE = "doc_language"
 
 
-def _replay_schema() -> Any:
-    from pyspark.sql.types import StructType
+def _replay_schema(dependencies: bool = False) -> Any:
+    from pyspark.sql.types import LongType, StructField, StructType
 
     fields = {f.name: f for f in SUGGESTIONS.schema.fields}
-    return StructType([fields[c] for c in OUTPUT_COLUMNS])
+    extra = [StructField(c, LongType(), True) for c in DEPENDENCY_COLUMNS] if dependencies else []
+    return StructType([fields[c] for c in OUTPUT_COLUMNS] + extra)
 
 
-def _arrow_schema() -> pa.Schema:
+def _arrow_schema(dependencies: bool = False) -> pa.Schema:
     from echo.lake.arrow import to_arrow_schema
 
-    return to_arrow_schema(_replay_schema(), all_nullable=True)
+    return to_arrow_schema(_replay_schema(dependencies), all_nullable=True)
 
 
-def _replay_group(settings: ReplaySettings) -> Any:
-    schema = _arrow_schema()
+def _replay_group(settings: ReplaySettings, *, doc_language: bool = False, dependencies: bool = False) -> Any:
+    schema = _arrow_schema(dependencies)
 
     narrow = [c for c in REPLAY_INPUT if c not in PASS_THROUGH]
     computed = pa.schema([f for f in schema if f.name not in PASS_THROUGH.values()] + [pa.field(_ROW, pa.int64())])
@@ -61,13 +64,16 @@ def _replay_group(settings: ReplaySettings) -> Any:
         import pyarrow.compute as pc
 
         text = table.column("text")
-        narrow_table = table.select(narrow).append_column(
-            SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0)
-        ).append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
+        narrow_table = (
+            table.select(narrow)
+            .append_column(SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0))
+            .append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
+        )
         events = narrow_table.to_pylist()
         for i, ev in enumerate(events):
             ev[_ROW] = i
-        rows = replay_document(events, settings, clean=False, shown_key=_ROW)
+        kw: dict[str, Any] = {"doc_language": table.column(DOC_LANGUAGE)[0].as_py()} if doc_language else {}
+        rows = replay_document(events, settings, clean=False, shown_key=_ROW, dependencies=dependencies, **kw)
         out = pa.Table.from_pylist(rows, schema=computed)
         idx = out.column(_ROW)
         for src, dst in PASS_THROUGH.items():
@@ -77,11 +83,18 @@ def _replay_group(settings: ReplaySettings) -> Any:
     return fn
 
 
-def replay_documents(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
+def replay_documents(events: DataFrame, *, settings: ReplaySettings, bounded: bool = False) -> DataFrame:
     """Every document's rows (``OUTPUT_COLUMNS``), orphans not yet filtered, from events
-    carrying session columns."""
-    grouped = events.select(*REPLAY_INPUT).groupBy("doc_id")
-    return grouped.applyInArrow(_replay_group(settings), schema=_replay_schema())
+    carrying session columns.
+
+    ``bounded``: the events of a document may be only those from some version on (a
+    bounded replay, docs/architecture.md): they carry :data:`DOC_LANGUAGE`, the
+    document's first language over all its events, and the rows get
+    :data:`~echo.stages.replay.DEPENDENCY_COLUMNS`."""
+    cols = [*REPLAY_INPUT, DOC_LANGUAGE] if bounded else REPLAY_INPUT
+    grouped = events.select(*cols).groupBy("doc_id")
+    fn = _replay_group(settings, doc_language=bounded, dependencies=bounded)
+    return grouped.applyInArrow(fn, schema=_replay_schema(bounded))
 
 
 def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
