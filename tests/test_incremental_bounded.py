@@ -151,18 +151,17 @@ def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spar
 
 
 def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_can_change(spark, tmp_path):
+    from tests.helpers import run_stages
+
     ev = Ev(user="w", doc="lib", t0=T0 + 3_600_000)
     days = []
     for d in range(3):  # one document edited every day
         ev.t = T0 + d * DAY + 3_600_000
         days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
                      ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
-    whole, inc = one_run_vs_batches(_batches(tmp_path, *days), tmp_path)
-    assert inc == whole
-    # day 2's run replayed the versions of day 1 (its suggestion's walk could still read
+    _batches(tmp_path, *days)  # exact against one run: test_a_daily_batch_..._equals_one_run
+    # day 2's run replays the versions of day 1 (its suggestion's walk could still read
     # day 2's changes) and day 2, never day 0's
-    from tests.helpers import run_stages
-
     lake = str(tmp_path / "lake")
     run_stages([tmp_path / "b0" / "e.jsonl", tmp_path / "b1" / "e.jsonl"], lake)
     day0 = _files_by_partition(lake, "silver/suggestions", "day")["2023-11-15"]
@@ -172,6 +171,19 @@ def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_c
     assert sorted(state[state.run_no == state.run_no.max()].suggestion_id) == ["s1", "s2"]
 
 
+@pytest.mark.slow  # make test-slow; the contract sample in three batches stays in the default run
+def test_a_daily_batch_of_a_long_lived_document_equals_one_run(spark, tmp_path):
+    days = []
+    ev = Ev(user="w", doc="lib")
+    for d in range(3):
+        ev.t = T0 + d * DAY + 3_600_000
+        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
+                     ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
+    whole, inc = one_run_vs_batches(_batches(tmp_path, *days), tmp_path)
+    assert inc == whole
+
+
+@pytest.mark.slow  # make test-slow; a long-lived document's daily batches stay in the default run
 def test_a_late_change_that_fills_a_lost_version_replays_the_walk_it_ends(spark, tmp_path):
     ev = Ev(user="g", t0=T0 + 3_600_000)
     early = [ev.shown("s1", "x = 1"), ev.accepted("s1", "x = 1", ts=ev.t + 1_000)]
@@ -188,6 +200,7 @@ def test_a_late_change_that_fills_a_lost_version_replays_the_walk_it_ends(spark,
     assert list(read_table(lake, "silver/suggestions").set_index("suggestion_id").outcome[["s1"]]) != ["replay_gap"]
 
 
+@pytest.mark.slow  # make test-slow; a long-lived document's daily batches stay in the default run
 def test_a_late_event_with_the_earliest_language_relabels_the_rows_that_fell_back_on_it(spark, tmp_path):
     ev = Ev(user="n", t0=T0 + 3_600_000)
     first = [ev.shown("s1", "x = 1"), ev.accepted("s1", "x = 1", ts=ev.t + 1_000)]
