@@ -59,6 +59,20 @@ def events_in(lake: Lake, intervals: DataFrame, up_to: int) -> DataFrame:
     return ev.join(iv, cond, "left_semi")
 
 
+def changed_ranges(old: DataFrame, touched: DataFrame, sessions: DataFrame) -> DataFrame:
+    """``user_id, lo_ts_ms, hi_ts_ms``: the time range of every session that changed, the
+    touched stored sessions that are not among the recomputed ones (same id and end) and
+    the recomputed ones that are new. An event whose session id or end changed lies in
+    its old session's range or its new one's; an event of a session that came back the
+    same (a late event inside it) keeps both, and track need not look at it."""
+    cols = ["user_id", "session_id", "start_ts_ms", "end_ts_ms"]
+    before = old.join(touched.select("session_id"), "session_id", "left_semi").select(*cols)
+    after = sessions.select(*cols)
+    same = ["session_id", "end_ts_ms"]
+    changed = before.join(after, same, "left_anti").unionByName(after.join(before, same, "left_anti"))
+    return changed.select("user_id", F.col("start_ts_ms").alias("lo_ts_ms"), F.col("end_ts_ms").alias("hi_ts_ms"))
+
+
 def execute(
     spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
 ) -> dict[str, Any]:
@@ -87,9 +101,12 @@ def execute(
         parts = {r[0] for r in touched.select(utc_date("start_ts_ms")).distinct().collect()}
         parts |= {r[0] for r in sessions.select("start_date").distinct().collect()}
         info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
+        # Before the sessions commit (a rerun after it would compare the new sessions
+        # with themselves; record_changes keeps what a first attempt recorded).
+        record_changes(lake, SESSION_CHANGES, changed_ranges(old, touched, sessions), since=since, up_to=up_to,
+                       info=info)  # fmt: skip
         replace_rows(lake, SESSIONS, sessions, touched, parts, info=info)
         n_users = intervals.select("user_id").distinct().count()
-        record_changes(lake, SESSION_CHANGES, intervals, since=since, up_to=up_to, info=info)
         progress.step("silver/sessions committed", sessions=n_sessions, days=len(parts),
                       version=lake.version(SESSIONS))  # fmt: skip
         for df in (intervals, touched, sessions):

@@ -4,9 +4,9 @@
     spark-submit jobs/track.py --lake DIR
 
 Bounded (docs/architecture.md, "Incremental runs" and "Bounded replay"): the documents
-replayed are those with new events and those with an event inside an interval whose
-sessions sessionize recomputed (``_echo/session_changes``: a session id or end, hence a
-horizon, may have changed). Each is replayed from the lowest version a row that can
+replayed are those with new events and those with an event inside the range of a
+session that sessionize changed (``_echo/session_changes``: the event's session id or
+end, hence a horizon, may have changed). Each is replayed from the lowest version a row that can
 change depends on (``_echo/track_state``), reading only the bronze days that hold those
 versions (``_echo/doc_days``), with its sessions from silver/sessions; only the rows of
 the suggestions replayed are replaced, in the ``day`` partitions holding them, and the
@@ -206,7 +206,7 @@ def execute(
     up_to = max(since, min(latest_run(lake), watermark(lake, SESSIONIZE)))
     runs = list(range(since + 1, up_to + 1))
     new = new_events(lake, since, up_to).select(*PLAN_COLUMNS).cache()
-    # events in the intervals whose sessions sessionize recomputed: a session id or end,
+    # events in the ranges of the sessions sessionize changed: their session id or end,
     # hence a horizon, may have changed
     in_changes = events_in(lake, lake.read_partitions(SESSION_CHANGES, runs), up_to).select(*PLAN_COLUMNS).cache()
     docs = new.select("doc_id", "user_id").unionByName(in_changes.select("doc_id", "user_id")).distinct().cache()

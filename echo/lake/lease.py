@@ -57,7 +57,7 @@ FORMAT_CHANGES = {
     4: "typed-instead and retention-at-horizon columns in silver/suggestions and "
     "gold/acceptance_metrics, and gold/typed_pairs",
     5: "track's bounded replay: version ranges and first languages in _echo/doc_days, "
-    "per-suggestion dependencies in _echo/track_state",
+    "per-suggestion dependencies in _echo/track_state, changed sessions in _echo/session_changes",
 }
 #: Buckets of a new lake when the command does not say.
 DEFAULT_BUCKETS = 16

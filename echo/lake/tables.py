@@ -474,14 +474,14 @@ SESSION_CHANGES = Table(
     schema=StructType(
         [
             _f("user_id", S, False),
-            _f("lo_ts_ms", L, False),  # first event of the interval
-            _f("hi_ts_ms", L, False),  # last event of the interval
+            _f("lo_ts_ms", L, False),  # the changed session's start
+            _f("hi_ts_ms", L, False),  # its end
             _f("run_no", L, False),  # the sessionize run (its up-to ingest run)
         ]
     ),
     partition_by=("run_no",),
-    keys=("user_id", "lo_ts_ms", "run_no"),
-    description="per sessionize run: the intervals of a user whose sessions it recomputed",
+    keys=("user_id", "lo_ts_ms", "hi_ts_ms", "run_no"),
+    description="per sessionize run: the time ranges of the sessions it removed or added (changed sessions)",
 )
 
 #: Incremental state of track: the bronze event_date partitions each document has
