@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from echo.lake.tables import EVENT_FIELDS, SUGGESTIONS
 from echo.stages.replay import ReplaySettings
-from echo.stages.sessionize import assign_sessions, sessionize
+from echo.stages.sessionize import assign_sessions, changed_ranges, sessionize
 from echo.stages.track import acceptance_metrics, track
 from tests.events import Ev
 
@@ -66,6 +66,18 @@ def outcomes(spark: Any, events: list[dict[str, Any]], **settings: Any) -> dict[
     df = track(assign_sessions(events_df(spark, events), gap_s=1800), settings=ReplaySettings(**settings), buckets=4)
     assert df.columns == SUGGESTIONS.columns
     return {r["suggestion_id"]: (r["outcome"], r["final_text"]) for r in df.collect()}
+
+
+SESSION_ROWS = "user_id string, session_id string, start_ts_ms long, end_ts_ms long"
+
+
+def test_changed_ranges_are_the_sessions_removed_or_added_not_those_that_came_back_the_same(spark):
+    old = spark.createDataFrame([("u", "u/1", 1, 5), ("u", "u/10", 10, 12), ("u", "u/20", 20, 30)], SESSION_ROWS)
+    touched = old.where(F.col("session_id") != "u/20").select("session_id", "start_ts_ms")
+    # u/1 came back the same (a late event inside it); u/10 grew: its end moved
+    new = spark.createDataFrame([("u", "u/1", 1, 5), ("u", "u/10", 10, 15)], SESSION_ROWS)
+    got = sorted(tuple(r) for r in changed_ranges(old, touched, new).collect())
+    assert got == [("u", 10, 12), ("u", 10, 15)]
 
 
 def test_an_untouched_accept_is_kept(spark):

@@ -32,7 +32,7 @@ from echo.jobs.incremental import (
 from echo.jobs.state import latest_run, set_watermark, watermark
 from echo.lake.tables import EVENTS, SESSION_CHANGES, SESSIONS
 from echo.progress import Progress
-from echo.stages.sessionize import dirty_intervals, sessionize
+from echo.stages.sessionize import changed_ranges, dirty_intervals, sessionize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -57,20 +57,6 @@ def events_in(lake: Lake, intervals: DataFrame, up_to: int) -> DataFrame:
     ev = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to)
     cond = (F.col("user_id") == F.col("_iu")) & F.col("ts_ms").between(F.col("lo_ts_ms"), F.col("hi_ts_ms"))
     return ev.join(iv, cond, "left_semi")
-
-
-def changed_ranges(old: DataFrame, touched: DataFrame, sessions: DataFrame) -> DataFrame:
-    """``user_id, lo_ts_ms, hi_ts_ms``: the time range of every session that changed, the
-    touched stored sessions that are not among the recomputed ones (same id and end) and
-    the recomputed ones that are new. An event whose session id or end changed lies in
-    its old session's range or its new one's; an event of a session that came back the
-    same (a late event inside it) keeps both, and track need not look at it."""
-    cols = ["user_id", "session_id", "start_ts_ms", "end_ts_ms"]
-    before = old.join(touched.select("session_id"), "session_id", "left_semi").select(*cols)
-    after = sessions.select(*cols)
-    same = ["session_id", "end_ts_ms"]
-    changed = before.join(after, same, "left_anti").unionByName(after.join(before, same, "left_anti"))
-    return changed.select("user_id", F.col("start_ts_ms").alias("lo_ts_ms"), F.col("end_ts_ms").alias("hi_ts_ms"))
 
 
 def execute(

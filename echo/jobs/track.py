@@ -63,9 +63,7 @@ DAY_MS = 86_400_000
 
 
 def _days(df: DataFrame) -> set[Any]:
-    return {
-        r[0] for r in df.where(F.col("shown_ts_ms").isNotNull()).select(shown_day().alias("d")).distinct().collect()
-    }
+    return {r[0] for r in df.where(F.col("shown_ts_ms").isNotNull()).select(shown_day().alias("d")).distinct().collect()}
 
 
 #: the columns of new and session-changed events that plan a replay
@@ -92,7 +90,9 @@ def _first_language(ts: str, event_id: str) -> Any:
                                                                   F.col("language").alias("l"))))  # fmt: skip
 
 
-def replay_plan(lake: Lake, new: DataFrame, in_changes: DataFrame, docs: DataFrame, since: int) -> DataFrame:
+def replay_plan(
+    lake: Lake, new: DataFrame, in_changes: DataFrame, docs: DataFrame, doc_days: DataFrame, since: int
+) -> DataFrame:
     """``doc_id, from_version, doc_language``: per affected document, the version its
     bounded replay starts at (docs/architecture.md, "Bounded replay"), and its first
     language over all its events; documents with nothing to replay have no row.
@@ -101,7 +101,8 @@ def replay_plan(lake: Lake, new: DataFrame, in_changes: DataFrame, docs: DataFra
     event), the lowest own version of every stored suggestion whose dependency window
     ``[lo_version, reach_version]`` holds a new change, and the versions of own events in
     the intervals whose sessions changed; lowered until no suggestion has own events on
-    both sides of it. A new earliest language replays the whole document."""
+    both sides of it. A new earliest language replays the whole document. ``doc_days``:
+    the affected documents' stored ``_echo/doc_days`` rows."""
     ids = docs.select("doc_id")
     state = latest_state(lake, since).join(ids, "doc_id", "left_semi")
     own_new = new.where(F.col("event_type").isin(*OWN_TYPES) & F.col("suggestion_id").isNotNull())
@@ -117,10 +118,7 @@ def replay_plan(lake: Lake, new: DataFrame, in_changes: DataFrame, docs: DataFra
         in_changes.where(F.col("event_type").isin(*OWN_TYPES) & F.col("suggestion_id").isNotNull())
         .groupBy("doc_id").agg(F.min("doc_version").alias("c"))
     )  # fmt: skip
-    stored_lang = (
-        lake.read(DOC_DAYS).where(F.col("run_no") <= since).join(ids, "doc_id", "left_semi")
-        .groupBy("doc_id").agg(_first_language("language_ts_ms", "language_event_id").alias("old"))
-    )  # fmt: skip
+    stored_lang = doc_days.groupBy("doc_id").agg(_first_language("language_ts_ms", "language_event_id").alias("old"))
     new_lang = new.groupBy("doc_id").agg(_first_language("ts_ms", "event_id").alias("new"))
     lang = (
         ids.join(stored_lang, "doc_id", "left")
@@ -185,31 +183,28 @@ def recorded_days(new: DataFrame, run_no: int) -> DataFrame:
 
 
 def execute(
-    spark: SparkSession,
-    lake: Lake,
-    lake_cfg: LakeConfig,
-    cfg: PipelineConfig,
-    *,
-    progress: Progress,
+    spark: SparkSession, lake: Lake, lake_cfg: LakeConfig, cfg: PipelineConfig, *, progress: Progress
 ) -> dict[str, Any]:
     for t in (SUGGESTIONS, ACCEPTANCE_METRICS, DOC_DAYS, TRACK_STATE, SUGGESTION_CHANGES):
         lake.ensure(t)
     fixed = fixed_settings(
-        lake,
-        STAGE,
-        {
-            "refine_window_s": cfg.refine_window_s,
-            "min_refine_similarity": cfg.min_refine_similarity,
-        },
+        lake, STAGE, {"refine_window_s": cfg.refine_window_s, "min_refine_similarity": cfg.min_refine_similarity}
     )
     since = watermark(lake, STAGE)
     up_to = max(since, min(latest_run(lake), watermark(lake, SESSIONIZE)))
     runs = list(range(since + 1, up_to + 1))
     new = new_events(lake, since, up_to).select(*PLAN_COLUMNS).cache()
-    # events in the ranges of the sessions sessionize changed: their session id or end,
-    # hence a horizon, may have changed
-    in_changes = events_in(lake, lake.read_partitions(SESSION_CHANGES, runs), up_to).select(*PLAN_COLUMNS).cache()
+    # stored events in the ranges of the sessions sessionize changed: their session id or
+    # end, hence a horizon, may have changed (a new event's suggestion is replayed anyway,
+    # so a first run, whose sessions are all new, reads nothing here)
+    changed = lake.read_partitions(SESSION_CHANGES, runs)
+    in_changes = events_in(lake, changed, since).select(*PLAN_COLUMNS).cache()
     docs = new.select("doc_id", "user_id").unionByName(in_changes.select("doc_id", "user_id")).distinct().cache()
+    # the affected documents' stored days (read once: their first language plans the
+    # replay, their version ranges pick the days it reads)
+    doc_days = (
+        lake.read(DOC_DAYS).where(F.col("run_no") <= since).join(docs.select("doc_id"), "doc_id", "left_semi").cache()
+    )
     info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
     plan: DataFrame | None = None
     try:
@@ -218,12 +213,12 @@ def execute(
             return {"run_no": up_to, "documents": 0, "suggestions_written": 0}
         # materialized without its lineage: every later query builds on it, and analyzing
         # its plan again in each of them costs more than the run's data (3x at small sizes)
-        plan = replay_plan(lake, new, in_changes, docs, since).localCheckpoint()
+        plan = replay_plan(lake, new, in_changes, docs, doc_days, since).localCheckpoint()
         n_docs = plan.count()
         progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
         starts = plan.select("doc_id", "from_version")
         # the days holding the versions a replay starts from and above
-        stored_days = lake.read(DOC_DAYS).join(starts, "doc_id").where(F.col("max_version") >= F.col("from_version"))
+        stored_days = doc_days.join(starts, "doc_id").where(F.col("max_version") >= F.col("from_version"))
         new_days = new.join(starts, "doc_id").where(F.col("doc_version") >= F.col("from_version"))
         days = sorted(
             {r[0] for r in stored_days.select("event_date").union(new_days.select("event_date")).distinct().collect()}
@@ -255,11 +250,7 @@ def execute(
                 .where(F.col("shown_ts_ms").isNotNull())
             )  # fmt: skip
             lake.replace_partitions(ACCEPTANCE_METRICS, acceptance_metrics(after).coalesce(1), metric_days, info=info)
-            progress.step(
-                "gold/acceptance_metrics committed",
-                days=len(metric_days),
-                version=lake.version(ACCEPTANCE_METRICS),
-            )
+            progress.step("gold/acceptance_metrics committed", days=len(metric_days), version=lake.version(ACCEPTANCE_METRICS))
         replace_rows(lake, SUGGESTIONS, rows, removed, parts, keys=ROW_KEYS, info=info)
         outcomes = {r[0]: int(r[1]) for r in rows.groupBy("outcome").count().collect()}
         progress.step("silver/suggestions committed", days=len(parts), version=lake.version(SUGGESTIONS))
@@ -273,7 +264,7 @@ def execute(
         removed.unpersist()
         replayed.unpersist()
     finally:
-        for df in (new, in_changes, docs, plan):
+        for df in (new, in_changes, docs, doc_days, plan):
             if df is not None:
                 df.unpersist()
     detail = {"documents": n_docs, "suggestions": n_sugg, "outcomes": outcomes, "days": sorted(map(str, metric_days)),
@@ -310,8 +301,7 @@ def _resolve(
         )  # fmt: skip
         fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
     rows = with_partition(
-        replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh),
-        lake.buckets,
+        replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh), lake.buckets
     ).cache()
     old = (
         lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(replayed.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")

@@ -38,11 +38,7 @@ S, L, D, I = StringType(), LongType(), DoubleType(), IntegerType()  # noqa: E741
 #: common required fields are non-null.
 EVENT_FIELDS = StructType(
     [
-        _f(
-            name,
-            S if contract.field_kind(name) == contract.STRING else L,
-            name not in contract.COMMON_REQUIRED,
-        )
+        _f(name, S if contract.field_kind(name) == contract.STRING else L, name not in contract.COMMON_REQUIRED)
         for name in contract.EVENT_COLUMNS
     ]
 )

@@ -105,3 +105,17 @@ def dirty_intervals(new: DataFrame, sessions: DataFrame, *, gap_s: int) -> tuple
         F.min("lo").alias("lo_ts_ms"), F.max("hi").alias("hi_ts_ms")
     )
     return intervals.select("user_id", "lo_ts_ms", "hi_ts_ms"), touched
+
+
+def changed_ranges(old: DataFrame, touched: DataFrame, sessions: DataFrame) -> DataFrame:
+    """``user_id, lo_ts_ms, hi_ts_ms``: the time range of every session that changed, the
+    touched stored sessions that are not among the recomputed ones (same id and end) and
+    the recomputed ones that are new. An event whose session id or end changed lies in
+    its old session's range or its new one's; an event of a session that came back the
+    same (a late event inside it) keeps both, and track need not look at it."""
+    cols = ["user_id", "session_id", "start_ts_ms", "end_ts_ms"]
+    before = old.join(touched.select("session_id"), "session_id", "left_semi").select(*cols)
+    after = sessions.select(*cols)
+    same = ["session_id", "end_ts_ms"]
+    changed = before.join(after, same, "left_anti").unionByName(after.join(before, same, "left_anti"))
+    return changed.select("user_id", F.col("start_ts_ms").alias("lo_ts_ms"), F.col("end_ts_ms").alias("hi_ts_ms"))

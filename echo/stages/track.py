@@ -64,11 +64,9 @@ def _replay_group(settings: ReplaySettings, *, doc_language: bool = False, depen
         import pyarrow.compute as pc
 
         text = table.column("text")
-        narrow_table = (
-            table.select(narrow)
-            .append_column(SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0))
-            .append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
-        )
+        narrow_table = table.select(narrow).append_column(
+            SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0)
+        ).append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
         events = narrow_table.to_pylist()
         for i, ev in enumerate(events):
             ev[_ROW] = i
