@@ -56,7 +56,8 @@ def batches(spark, tmp_path_factory):
     run_stages([a, b], lake, stages=("ingest",))
     run_stages([c], lake, stages=("ingest",))
     run_stages([p], lake, stages=("ingest",))
-    return {"lake": lake, "e1": e1, "e2": e2, "e6": e6, "e7": e7, "e8": e8, "a": str(a), "b": str(b), "c": str(c)}
+    return {"lake": lake, "e1": e1, "e2": e2, "e6": e6, "e7": e7, "e8": e8, "a": str(a), "b": str(b), "c": str(c),
+            "p": str(p)}
 
 
 def runs(lake):
@@ -136,6 +137,26 @@ def test_quarantine_keeps_raw_bytes_and_line(batches):
 def test_bronze_events_partitioned_by_event_date(batches):
     dt = DeltaTable(f"{batches['lake']}/bronze/events")
     assert dt.metadata().partition_columns == ["event_date"]
+
+
+def _bronze(lake):
+    out = {}
+    for name in ("bronze/events", "bronze/quarantine", "_echo/event_index"):
+        df = read_table(lake, name).drop(columns=["ingested_at", "ingest_date"], errors="ignore")
+        out[name] = sorted(map(repr, df.to_dict("records")))
+    cols = ["run_no", "records_read", "kept", "duplicates", "quarantined", "quarantined_by_reason"]
+    out["bronze/ingest_runs"] = runs(lake)[cols].to_dict("records")
+    return out
+
+
+def test_records_not_kept_join_back_by_a_shuffle_when_too_many_to_broadcast(batches, tmp_path, monkeypatch):
+    import echo.jobs.ingest as ingest_job
+
+    monkeypatch.setattr(ingest_job, "BROADCAST_EXCEPTIONS", 0)
+    lake = str(tmp_path / "lake")
+    for files in ([batches["a"], batches["b"]], [batches["c"]], [batches["p"]]):
+        run_stages(files, lake, stages=("ingest",))
+    assert _bronze(lake) == _bronze(batches["lake"])
 
 
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):

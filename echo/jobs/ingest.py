@@ -29,12 +29,17 @@ from echo.progress import Progress
 from echo.sources import READ_ERROR, InputFile, changed_inputs, list_inputs, read_records
 from echo.spark import spark_session
 from echo.stages.ingest import (
+    KEY_COLUMNS,
     batch_ids,
     classify,
     count_outcomes,
     drop_forgotten_users,
+    exceptions,
     index_layout,
     kept_event_dates,
+    kept_ids,
+    kept_records,
+    quarantined_records,
     to_event_index,
     to_events,
     to_quarantine,
@@ -46,6 +51,12 @@ if TYPE_CHECKING:
     from echo.lake import Lake
 
 STAGE = "ingest"
+
+#: the records that are not kept (duplicates, quarantined) are broadcast to the tasks
+#: that write bronze when there are at most this many (~50 B each); more are joined to
+#: the records by a sort-merge join (which shuffles the records: a batch that is mostly
+#: duplicates, such as a re-ingested folder)
+BROADCAST_EXCEPTIONS = 500_000
 
 
 def add_events_arg(parser: Any) -> None:
@@ -79,31 +90,39 @@ def execute(
     # redoes that run in full, with its number, so retries end as one clean run would.
     published = latest_run(lake)
     run_no = published + 1
-    records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes).persist(StorageLevel.MEMORY_AND_DISK)
-    ids = batch_ids(records).cache()
+    # The records are parsed once and kept on local disk, as is everything derived from
+    # them (the heap holds none of a batch, whatever its size; reading these caches back
+    # cost no more than holding them in memory, docs/benchmarks.md). Only their narrow
+    # key columns are classified (windows and joins by event_id); the outcome goes back
+    # to the full records by (path_idx, pos) as the short list of records that are not
+    # kept, broadcast when it is short, so the wide columns are never shuffled.
+    records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes).persist(StorageLevel.DISK_ONLY)
+    keys = records.select(*KEY_COLUMNS).persist(StorageLevel.DISK_ONLY)
+    ids = batch_ids(keys).persist(StorageLevel.DISK_ONLY)
+    classified: DataFrame | None = None
     try:
-        known_events = earlier_copies(lake, ids, published)
-    except Exception as exc:  # a file vanished or became unreadable mid-read
-        ids.unpersist()
-        records.unpersist()
-        raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
-    known_q = lake.read(QUARANTINE).where(F.col("run_no") <= published).select("record_hash")
-    classified = classify(records, known_events, known_q)
-    if lake.exists(FORGOTTEN_USERS):
-        classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS))
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+        try:  # one pass parses the inputs and fills both caches (records on disk, keys)
+            keys.count()
+            known_events = earlier_copies(lake, ids, published)
+        except Exception as exc:  # a file vanished or became unreadable mid-read
+            raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
+        known_q = lake.read(QUARANTINE).where(F.col("run_no") <= published).select("record_hash")
+        classified = classify(keys, known_events, known_q)
+        if lake.exists(FORGOTTEN_USERS):
+            raws = records.select("content_hash", "raw", "raw_bytes")
+            classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS), raws)
+        classified = classified.persist(StorageLevel.DISK_ONLY)
         try:
             counts = count_outcomes(classified)
         except Exception as exc:  # a file vanished or became unreadable mid-read
             raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
         finally:
             ids.unpersist()
-            records.unpersist()
+            keys.unpersist()
         by_reason = counts["quarantined_by_reason"]
         unreadable = int(by_reason.get(READ_ERROR, 0)) if isinstance(by_reason, dict) else 0
         if unreadable:
-            raise InputError(_read_error_message(classified, unreadable))
+            raise InputError(_read_error_message(records, unreadable))
         _check_unchanged(files)
         leftover = unpublished_rows(lake, published)
         if leftover:
@@ -118,18 +137,27 @@ def execute(
         progress.step("classified records", read=counts["records_read"], kept=counts["kept"],
                       duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
         info = {"echo.stage": STAGE, "echo.run_no": str(run_no)}
+        excepted = exceptions(classified)
+        not_kept = int(counts["records_read"]) - int(counts["kept"])  # type: ignore[call-overload]
+        few = not_kept <= BROADCAST_EXCEPTIONS
+        excepted = F.broadcast(excepted) if few else excepted.hint("merge")
         if counts["quarantined"]:
-            lake.append(QUARANTINE, to_quarantine(classified, run_no=run_no, ingested_at=started), info=info)
+            refused = quarantined_records(records, excepted)
+            lake.append(QUARANTINE, to_quarantine(refused, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/quarantine committed", version=lake.version(QUARANTINE))
         event_dates: list[str] = []
         if counts["kept"]:
             event_dates = kept_event_dates(classified)
-            kept_events = to_events(classified, run_no=run_no, ingested_at=started)
-            lake.append(EVENTS, kept_events, info=info)
+            kept = kept_records(records, excepted)
+            lake.append(EVENTS, to_events(kept, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/events committed", version=lake.version(EVENTS))
-            lake.append(EVENT_INDEX, to_event_index(kept_events), info=info)
+            lake.append(EVENT_INDEX, to_event_index(kept_ids(classified, run_no=run_no)), info=info)
     finally:
-        classified.unpersist()
+        ids.unpersist()
+        keys.unpersist()
+        if classified is not None:
+            classified.unpersist()
+        records.unpersist()
 
     try:  # an input that changed after it was read: undo this run, publish nothing
         _check_unchanged(files)
@@ -159,6 +187,8 @@ def earlier_copies(lake: Lake, ids: DataFrame, published: int) -> DataFrame:
     conflicting copy's day comes from the index). A hash collision only adds a day to
     read; the join on the full ``event_id`` decides, so the result equals a scan of every
     event ever kept (docs/architecture.md, "Incremental runs")."""
+    if published == 0:  # no published run: nothing kept yet (an interrupted run's rows do not count)
+        return lake.empty(EVENTS).select("event_id", "content_hash")
     buckets = sorted(int(r[0]) for r in ids.select("id_bucket").distinct().collect())
     hits = (
         lake.read_partitions(EVENT_INDEX, buckets).where(F.col("run_no") <= published)
@@ -202,12 +232,10 @@ def _roll_back(lake: Lake, published: int) -> None:
             lake.delete(table, f"run_no > {int(published)}")
 
 
-def _read_error_message(classified: DataFrame, n: int) -> str:
+def _read_error_message(records: DataFrame, n: int) -> str:
     """The first unreadable input (in ingestion order), and how many more there are."""
-    from pyspark.sql import functions as F
-
     first = (
-        classified.where(F.col("q_reason") == READ_ERROR)
+        records.where(F.col("q_reason") == READ_ERROR)
         .orderBy("path_idx", "pos")
         .select("q_detail")
         .first()

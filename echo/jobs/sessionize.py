@@ -8,7 +8,8 @@ they can touch from the ``start_date`` partitions within ``session_gap_s`` plus 
 longest session so far; each user's dirty intervals
 (:func:`echo.stages.sessionize.dirty_intervals`) are re-sessionized from the bronze
 days they cover; only the ``start_date`` partitions of removed or new sessions are
-rewritten. The intervals are recorded in ``_echo/session_changes`` for ``track``.
+rewritten. The intervals are recorded in ``_echo/session_changes`` for ``track``. A first
+run (nothing processed yet) sessionizes all the events it reads directly.
 """
 
 from __future__ import annotations
@@ -68,19 +69,31 @@ def execute(
     since, up_to = watermark(lake, STAGE), latest_run(lake)
     longest = max_session_ms(lake)
     gap_ms = cfg.session_gap_s * 1000
-    new = new_events(lake, since, up_to).select("user_id", "ts_ms").cache()
+    # a first run's new events are all the events: read once, with what sessionize needs
+    columns = ("user_id", "ts_ms", "event_id", "doc_id") if since == 0 else ("user_id", "ts_ms")
+    new = new_events(lake, since, up_to).select(*columns).cache()
     try:
         n_new = new.count()
         progress.step(f"runs {since + 1}..{up_to}: new events", events=n_new)
         if n_new == 0:
             set_watermark(lake, STAGE, max(up_to, since), {"users": 0, MAX_SESSION_MS: longest, **fixed})
             return {"run_no": up_to, "users": 0, "sessions_written": 0}
-        # sessions a new event can touch start within [ts - gap - longest, ts + gap]
-        near = days_of_ranges(new, F.col("ts_ms") - gap_ms - longest, F.col("ts_ms") + gap_ms)
-        old = lake.read_partitions(SESSIONS, near)
-        intervals, touched = dirty_intervals(new, old, gap_s=cfg.session_gap_s)
-        intervals, touched = intervals.cache(), touched.cache()
-        sessions = sessionize(events_in(lake, intervals, up_to), gap_s=cfg.session_gap_s, buckets=lake.buckets).cache()
+        if since == 0:
+            # nothing processed yet: every event is new, so the dirty intervals would be
+            # the sessions themselves; sessionize them directly, replacing whatever an
+            # interrupted first attempt stored
+            old = lake.read(SESSIONS)
+            touched = old.select("session_id", "start_ts_ms").cache()
+            intervals = new.select("user_id").distinct().cache()
+            events = new
+        else:
+            # sessions a new event can touch start within [ts - gap - longest, ts + gap]
+            near = days_of_ranges(new, F.col("ts_ms") - gap_ms - longest, F.col("ts_ms") + gap_ms)
+            old = lake.read_partitions(SESSIONS, near)
+            intervals, touched = dirty_intervals(new, old, gap_s=cfg.session_gap_s)
+            intervals, touched = intervals.cache(), touched.cache()
+            events = events_in(lake, intervals, up_to)
+        sessions = sessionize(events, gap_s=cfg.session_gap_s, buckets=lake.buckets).cache()
         stats = sessions.agg(F.count(F.lit(1)), F.max(F.col("end_ts_ms") - F.col("start_ts_ms"))).first()
         n_sessions = int(stats[0]) if stats else 0
         longest = max(longest, int(stats[1] or 0) if stats else 0)

@@ -11,7 +11,8 @@ change depends on (``_echo/track_state``), reading only the bronze days that hol
 versions (``_echo/doc_days``), with its sessions from silver/sessions; only the rows of
 the suggestions replayed are replaced, in the ``day`` partitions holding them, and the
 metrics of only the days whose suggestions changed. Track runs up to the runs
-sessionize has processed.
+sessionize has processed. A first run (nothing stored) replays every document whole
+without planning (:func:`first_plan`).
 """
 
 from __future__ import annotations
@@ -157,6 +158,16 @@ def replay_plan(
     return starts.join(cand.select("doc_id", "doc_language"), "doc_id")
 
 
+def first_plan(new: DataFrame) -> DataFrame:
+    """:func:`replay_plan` of a lake track has never run on: nothing is stored, so every
+    document with new events is replayed whole (what the plan gives then, without its
+    joins and windows over every event)."""
+    first = _first_language("ts_ms", "event_id")
+    return new.groupBy("doc_id").agg(first.alias("f")).select(
+        "doc_id", F.lit(WHOLE).cast("long").alias("from_version"), F.col("f.l").alias("doc_language")
+    )
+
+
 def with_sessions(lake: Lake, events: DataFrame, days: list[datetime.date]) -> DataFrame:
     """Each event with ``session_id`` and ``session_end_ts_ms`` of its session (sessions
     starting at most the longest session's length before the event's day)."""
@@ -213,7 +224,10 @@ def execute(
             return {"run_no": up_to, "documents": 0, "suggestions_written": 0}
         # materialized without its lineage: every later query builds on it, and analyzing
         # its plan again in each of them costs more than the run's data (3x at small sizes)
-        plan = replay_plan(lake, new, in_changes, docs, doc_days, since).localCheckpoint()
+        if since == 0:
+            plan = first_plan(new).localCheckpoint()
+        else:
+            plan = replay_plan(lake, new, in_changes, docs, doc_days, since).localCheckpoint()
         n_docs = plan.count()
         progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
         starts = plan.select("doc_id", "from_version")

@@ -82,7 +82,7 @@ def classify(records: DataFrame, known_events: DataFrame, known_quarantine: Data
     return v.unionByName(inv).drop("_in_quarantine")
 
 
-def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> DataFrame:
+def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame, raws: DataFrame | None = None) -> DataFrame:
     """Records of users deleted by ``forget`` are never stored again: a record that would
     be kept or quarantined (a conflicting duplicate of their event, an invalid record
     naming them) becomes a duplicate (it was already processed, then erased), and is
@@ -92,12 +92,18 @@ def drop_forgotten_users(classified: DataFrame, forgotten_hashes: DataFrame) -> 
     record that would be quarantined, any JSON string literal in its raw text whose value
     hashes to a forgotten user (what ``forget`` deletes from quarantine: the user id as a
     JSON string anywhere in ``raw``), so that a malformed record cannot bring a forgotten
-    id back. Only hashes are compared: the lake never holds a forgotten id in clear."""
+    id back. Only hashes are compared: the lake never holds a forgotten id in clear.
+
+    ``raws``: ``content_hash, raw, raw_bytes`` of the records, when ``classified`` does
+    not carry the raw text itself (ingest classifies the narrow columns only)."""
     hashes = forgotten_hashes.select(F.col("user_id_sha256").alias("_fh")).distinct()
     marked = classified.withColumn("_fh", F.sha2(F.col("user_id"), 256)).join(
         F.broadcast(hashes.withColumn("_gone", F.lit(True))), "_fh", "left"
     )
-    named = raw_naming(classified.where(F.col("status") == QUARANTINED), hashes)
+    refused = classified.where(F.col("status") == QUARANTINED)
+    if raws is not None:
+        refused = raws.join(refused.select("content_hash").distinct(), "content_hash", "left_semi")
+    named = raw_naming(refused, hashes)
     marked = marked.join(named.withColumn("_named", F.lit(True)), "content_hash", "left")
     by_id = F.col("_gone").isNotNull()
     by_raw = (F.col("status") == QUARANTINED) & F.col("_named").isNotNull()
@@ -154,6 +160,33 @@ def batch_ids(records: DataFrame) -> DataFrame:
     return index_keys(ids)
 
 
+#: the columns ingest classifies: the outcome of a record depends on these only, so the
+#: wide columns (raw bytes, event text) are never shuffled (see :func:`exceptions`)
+KEY_COLUMNS = ("path_idx", "pos", "event_id", "content_hash", "q_reason", "user_id", "ts_ms")
+
+
+def exceptions(classified: DataFrame) -> DataFrame:
+    """``path_idx, pos, status, final_reason`` of the records that are not kept: joined
+    back to the full records to write bronze (kept = valid records minus these)."""
+    return classified.where(F.col("status") != KEPT).select("path_idx", "pos", "status", "final_reason")
+
+
+def kept_records(records: DataFrame, excepted: DataFrame) -> DataFrame:
+    """The valid records that are not in ``excepted`` (:func:`exceptions`), with ``status``
+    ``kept``: the rows :func:`to_events` writes."""
+    valid = records.where(F.col("q_reason").isNull())
+    return valid.join(excepted.select("path_idx", "pos"), ["path_idx", "pos"], "left_anti").withColumn(
+        "status", F.lit(KEPT)
+    )
+
+
+def quarantined_records(records: DataFrame, excepted: DataFrame) -> DataFrame:
+    """The records ``excepted`` marks quarantined, with ``status`` and ``final_reason``:
+    the rows :func:`to_quarantine` writes."""
+    refused = excepted.where(F.col("status") == QUARANTINED)
+    return records.join(refused, ["path_idx", "pos"], "inner")
+
+
 def to_event_index(events: DataFrame) -> DataFrame:
     """_echo/event_index rows of bronze/events rows, one task per bucket (so one file per
     bucket and run), sorted by key within it."""
@@ -164,6 +197,12 @@ def index_layout(rows: DataFrame) -> DataFrame:
     """_echo/event_index rows laid out for writing: all of a bucket in one task, so that
     a write adds one file per bucket, sorted by ``id_key`` (tight min/max statistics)."""
     return rows.repartition(F.col("id_bucket")).sortWithinPartitions("id_bucket", "id_key")
+
+
+def kept_ids(classified: DataFrame, *, run_no: int) -> DataFrame:
+    """``event_id, event_date, run_no`` of the kept records (for :func:`to_event_index`)."""
+    kept = classified.where(F.col("status") == KEPT)
+    return kept.select("event_id", event_date().alias("event_date"), F.lit(run_no).cast("long").alias("run_no"))
 
 
 def to_events(classified: DataFrame, *, run_no: int, ingested_at: datetime.datetime) -> DataFrame:
