@@ -5,8 +5,8 @@ against the floor: a bare Spark scan of the same input in the same process.
 
 Events come from the simulator (light transport faults). For each size the script
 prints and writes (OUT/results.json) events/s per stage, the ratio of each stage's
-time to the bare scan's, and the peak resident memory of the whole process tree
-(driver, JVM, Python workers), sampled every 0.2 s.
+time to the bare scan's, and the peak memory (PSS) of the whole process tree (driver,
+JVM, Python workers), sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from typing import Any
 
 
 class PeakRSS:
-    """Peak RSS of this process and all its children (the JVM, Python workers)."""
+    """Peak memory of this process and all its children (the JVM, Python workers): the sum
+    of their proportional set sizes (PSS), so the pages forked Python workers share with
+    their daemon count once (a sum of RSS counts them in every worker); RSS where PSS
+    cannot be read."""
 
     def __init__(self, interval: float = 0.2) -> None:
         import psutil
@@ -35,10 +38,15 @@ class PeakRSS:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
+        import psutil
+
         total = 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
             with contextlib.suppress(Exception):  # a child may exit while we look
-                total += p.memory_info().rss
+                try:
+                    total += p.memory_full_info().pss
+                except (AttributeError, psutil.AccessDenied):
+                    total += p.memory_info().rss
         return total
 
     def _run(self) -> None:

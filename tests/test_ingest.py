@@ -229,3 +229,27 @@ def test_event_index_writes_one_file_per_bucket_and_compacts_the_most_crowded(sp
         b: n for b, n in before.items() if int(b) not in compacted
     }
     assert _index_rows(lake, list(range(EVENT_INDEX_BUCKETS))) == rows  # the same rows
+
+
+def test_leftovers_of_a_run_that_began_writing_are_found_and_a_published_run_needs_no_scan(spark, tmp_path):
+    import datetime
+
+    from echo.jobs.state import begin_writing, unpublished_rows
+    from echo.lake import open_lake
+    from echo.lake.tables import EVENT_INDEX
+
+    lake = open_lake(spark, str(tmp_path / "lake"))
+    lake.check_root(create=True)
+    lake.ensure(EVENT_INDEX)
+    row = spark.createDataFrame([(3, 42, datetime.date(2024, 3, 1), 1)], EVENT_INDEX.schema)
+    lake.append(EVENT_INDEX, row)  # a row of run 1, which has not published
+    assert unpublished_rows(lake, 0) == {"_echo/event_index": 1}  # no run recorded: scanned
+    begin_writing(lake, 1)
+    assert unpublished_rows(lake, 0) == {"_echo/event_index": 1}  # run 1 began and is not published
+    # once run 1 is published, the newest run that began is published: nothing is read
+    # (the row is run 1's own now, and a row above it could only come after run 2 began)
+    assert unpublished_rows(lake, 1) == {}
+    lake.append(EVENT_INDEX, spark.createDataFrame([(3, 43, datetime.date(2024, 3, 1), 2)], EVENT_INDEX.schema))
+    assert unpublished_rows(lake, 1) == {}  # trusts the record: run 2 never began writing
+    begin_writing(lake, 2)
+    assert unpublished_rows(lake, 1) == {"_echo/event_index": 1}

@@ -83,7 +83,7 @@ def execute(
     progress.step(f"reading {len(files)} file(s), {total / 1e6:.1f} MB")
     started = datetime.datetime.now(datetime.timezone.utc)
 
-    from echo.jobs.state import latest_run, unpublished_rows
+    from echo.jobs.state import begin_writing, latest_run, unpublished_rows
 
     # Only published runs count (see echo.jobs.state): the rows an interrupted run left
     # behind are ignored here and deleted below, before this run writes; this run then
@@ -131,6 +131,8 @@ def execute(
                           **{k.replace("/", "_"): v for k, v in leftover.items()})  # fmt: skip
         for t in (EVENTS, QUARANTINE, INGEST_RUNS, EVENT_INDEX):
             lake.ensure(t)
+        if counts["kept"] or counts["quarantined"]:
+            begin_writing(lake, run_no)
         compacted = compact_event_index(lake)
         if compacted:
             progress.step("_echo/event_index compacted", buckets=len(compacted))

@@ -96,7 +96,8 @@ def _pairs(ctx: StageContext) -> dict[str, Any]:
     return pairs.execute(ctx.spark, ctx.lake, ctx.lake_cfg, ctx.pairs, progress=ctx.progress("pairs"))
 
 
-INGEST = Stage("ingest", reads=(EVENTS, QUARANTINE, FORGOTTEN_USERS), writes=(QUARANTINE, EVENTS, INGEST_RUNS), execute=_ingest)
+INGEST = Stage("ingest", reads=(EVENTS, QUARANTINE, FORGOTTEN_USERS, STAGE_STATE),
+               writes=(QUARANTINE, EVENTS, INGEST_RUNS, STAGE_STATE), execute=_ingest)  # fmt: skip
 SESSIONIZE = Stage("sessionize", reads=(EVENTS, SESSIONS, STAGE_STATE), writes=(SESSIONS, STAGE_STATE), execute=_sessionize)
 TRACK = Stage("track", reads=(EVENTS, SUGGESTIONS, STAGE_STATE),
               writes=(SUGGESTIONS, ACCEPTANCE_METRICS, STAGE_STATE), execute=_track)  # fmt: skip

@@ -37,9 +37,33 @@ def latest_run(lake: Lake) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+#: the ``_echo/stage_state`` row of the newest ingest run that began writing bronze
+WRITING = "ingest:writing"
+
+
+def _started(lake: Lake) -> int | None:
+    rows = lake.read(STAGE_STATE).where(F.col("stage") == WRITING).select("run_no").collect()
+    return int(rows[0][0]) if rows else None
+
+
+def begin_writing(lake: Lake, run_no: int) -> None:
+    """Record that ingest run ``run_no`` is about to write bronze rows (before its first
+    one): until it publishes, the next ingest looks for its rows."""
+    if _started(lake) != run_no:
+        set_watermark(lake, WRITING, run_no, {})
+
+
 def unpublished_rows(lake: Lake, published: int) -> dict[str, int]:
     """Rows of bronze/events and bronze/quarantine above run ``published``: what an
-    ingest run interrupted before its run record left behind."""
+    ingest run interrupted before its run record left behind.
+
+    Every run records that it began writing before its first bronze row
+    (:func:`begin_writing`), so when the newest run that began is published there is
+    nothing to look for and no table is read (a lake's age does not add to the check);
+    otherwise, or when no run has recorded it yet, the run_no columns are scanned."""
+    started = _started(lake)
+    if started is not None and started <= published:
+        return {}
     out: dict[str, int] = {}
     for table in (EVENTS, QUARANTINE, EVENT_INDEX):
         n = lake.read(table).where(F.col("run_no") > published).count() if lake.exists(table) else 0
