@@ -234,7 +234,7 @@ def test_event_index_writes_one_file_per_bucket_and_compacts_the_most_crowded(sp
 def test_leftovers_of_a_run_that_began_writing_are_found_and_a_published_run_needs_no_scan(spark, tmp_path):
     import datetime
 
-    from echo.jobs.state import begin_writing, unpublished_rows
+    from echo.jobs.state import abandon_writing, begin_writing, unpublished_rows
     from echo.lake import open_lake
     from echo.lake.tables import EVENT_INDEX
 
@@ -253,3 +253,5 @@ def test_leftovers_of_a_run_that_began_writing_are_found_and_a_published_run_nee
     assert unpublished_rows(lake, 1) == {}  # trusts the record: run 2 never began writing
     begin_writing(lake, 2)
     assert unpublished_rows(lake, 1) == {"_echo/event_index": 1}
+    abandon_writing(lake, 1)  # run 2's rows deleted (an input changed): run 1 is the newest again
+    assert unpublished_rows(lake, 1) == {}

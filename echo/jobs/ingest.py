@@ -83,7 +83,7 @@ def execute(
     progress.step(f"reading {len(files)} file(s), {total / 1e6:.1f} MB")
     started = datetime.datetime.now(datetime.timezone.utc)
 
-    from echo.jobs.state import begin_writing, latest_run, unpublished_rows
+    from echo.jobs.state import abandon_writing, begin_writing, latest_run, unpublished_rows
 
     # Only published runs count (see echo.jobs.state): the rows an interrupted run left
     # behind are ignored here and deleted below, before this run writes; this run then
@@ -165,6 +165,7 @@ def execute(
         _check_unchanged(files)
     except InputError:
         _roll_back(lake, published)
+        abandon_writing(lake, published)
         raise
     finished = datetime.datetime.now(datetime.timezone.utc)
     run_row = (

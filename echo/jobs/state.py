@@ -53,6 +53,14 @@ def begin_writing(lake: Lake, run_no: int) -> None:
         set_watermark(lake, WRITING, run_no, {})
 
 
+def abandon_writing(lake: Lake, published: int) -> None:
+    """After a run's rows were deleted (an input changed while it ran): the newest run
+    that began writing is ``published`` again, so the lake is as it was before the run."""
+    started = _started(lake)
+    if started is not None and started > published:
+        set_watermark(lake, WRITING, published, {})
+
+
 def unpublished_rows(lake: Lake, published: int) -> dict[str, int]:
     """Rows of bronze/events and bronze/quarantine above run ``published``: what an
     ingest run interrupted before its run record left behind.
