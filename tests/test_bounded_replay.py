@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from echo.stages.region import reach, version_groups
+from echo.stages.region import reach, reach_scan, version_groups
 from echo.stages.replay import DEPENDENCY_COLUMNS, ReplaySettings, replay_document
 
 T0 = 1_700_000_000_000
@@ -105,6 +105,29 @@ def test_reach_stops_at_a_lost_version_an_ambiguous_one_or_past_the_horizon() ->
     assert reach(5, 100, groups) is None  # nothing after: a walk could read any later version
     ambiguous = version_groups([change(1, 10), change(2, 20), change(2, 21, "b"), change(3, 30)])
     assert reach(1, 100, ambiguous) == 2
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ts-ascending", "ts-out-of-order"])
+def test_reach_equals_the_version_by_version_scan_on_random_histories(ordered: bool) -> None:
+    rng = random.Random(11 if ordered else 12)
+    scanned = 0  # histories whose ts_ms decrease somewhere: reach scans instead of bisecting
+    for _ in range(300):
+        versions = sorted(rng.sample(range(12), rng.randint(0, 9)))
+        changes = []
+        for k, v in enumerate(versions):
+            ts = 100 * k if ordered else rng.randrange(0, 1000)
+            changes.append({"event_type": "edit", "doc_version": v, "ts_ms": ts, "event_id": f"e{v}",
+                            "offset": 0, "delete_len": 0, "insert_text": "a"})  # fmt: skip
+            if rng.random() < 0.15:  # a second change at the version: the same one or another
+                other = rng.choice(["a", "b"])
+                changes.append({**changes[-1], "event_id": f"f{v}", "insert_text": other, "ts_ms": ts + 1})
+        groups = version_groups(changes)
+        assert groups.ts_ascending or not ordered
+        scanned += not groups.ts_ascending
+        for start in range(-1, 14):
+            for horizon in (-1, 0, 150, 450, 999, 10_000):
+                assert reach(start, horizon, groups) == reach_scan(start, horizon, groups), (changes, start, horizon)
+    assert (scanned == 0) == ordered
 
 
 @pytest.mark.parametrize("doc", range(0, len(DOCUMENTS), 3))

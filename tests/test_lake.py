@@ -108,6 +108,21 @@ def test_failed_write_leaves_the_table_at_its_last_version(backend_lake, spark):
     assert backend_lake.read(SESSIONS).count() == 3
 
 
+def test_delta_rs_tables_write_a_checkpoint_every_ten_commits(spark, tmp_path):
+    import datetime
+    from pathlib import Path
+
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    lake.ensure(STAGE_STATE)
+    for run in range(1, 11):  # versions 1..10 after the create (version 0)
+        now = datetime.datetime(2026, 1, 1)
+        lake.merge(STAGE_STATE, spark.createDataFrame([("track", run, now, "{}")], STAGE_STATE.schema))
+    log = Path(lake.path(STAGE_STATE)) / "_delta_log"
+    # delta-rs checkpoints the 10th commit (version 9); without the property, the 100th
+    assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == ["00000000000000000009.checkpoint.parquet"]
+
+
 def test_failed_delta_rs_write_leaves_no_staging_folder(spark, tmp_path):
     from pathlib import Path
 

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from echo.lake.tables import EVENT_FIELDS, SUGGESTIONS
 from echo.stages.replay import ReplaySettings
 from echo.stages.sessionize import assign_sessions, changed_ranges, sessionize
-from echo.stages.track import acceptance_metrics, track
+from echo.stages.track import acceptance_metrics, narrow, track
+from echo.stages.typed import SHAPE_KEYS, proposal_lines
 from tests.events import Ev
 
 T0 = 1_700_000_000_000
@@ -106,6 +107,28 @@ def test_a_shown_suggestion_without_accept_or_reject_is_ignored(spark):
 
 def test_an_accept_without_a_shown_is_an_orphan(spark):
     assert outcomes(spark, [Ev().accepted("s1", "x", ts=T0)])["s1"][0] == "orphan"
+
+
+def test_the_proposals_shape_is_computed_in_spark_as_in_python(spark):
+    texts = [None, "", "x", "x\n", "\n\ny", "é\n\n", "a\r\nb\r\n", "😀\n😀"]
+    ev = Ev()
+    events = [ev.shown(f"s{i}", "") for i in range(len(texts))]
+    for shown, text in zip(events, texts, strict=True):
+        shown["text"] = text
+    got = narrow(events_df(spark, events)).select("suggestion_id", *SHAPE_KEYS).collect()
+    assert {r[0]: (r[1], r[2]) for r in got} == {f"s{i}": proposal_lines(t) for i, t in enumerate(texts)}
+
+
+def test_a_row_takes_proposal_prefix_and_suffix_from_its_earliest_shown_event(spark):
+    ev = Ev()
+    later = ev.shown("s1", "y = 2\n", ts=T0 + 500)
+    earlier = ev.shown("s1", "x = 1", ts=T0)
+    earlier.update(prefix="p-early", suffix="s-early")
+    events = [later, earlier, ev.accepted("s1", "x = 1", ts=T0 + 1000)]
+    df = track(assign_sessions(events_df(spark, events), gap_s=1800), settings=ReplaySettings(), buckets=4)
+    assert [tuple(r) for r in df.select("proposal", "prefix", "suffix", "shown_ts_ms").collect()] == [
+        ("x = 1", "p-early", "s-early", T0)
+    ]
 
 
 def test_acceptance_metrics_count_accepted_outcomes_per_model_and_day(spark):

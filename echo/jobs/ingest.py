@@ -119,8 +119,7 @@ def execute(
         finally:
             ids.unpersist()
             keys.unpersist()
-        by_reason = counts["quarantined_by_reason"]
-        unreadable = int(by_reason.get(READ_ERROR, 0)) if isinstance(by_reason, dict) else 0
+        unreadable = counts["quarantined_by_reason"].get(READ_ERROR, 0)
         if unreadable:
             raise InputError(_read_error_message(records, unreadable))
         _check_unchanged(files)
@@ -140,7 +139,7 @@ def execute(
                       duplicates=counts["duplicates"], quarantined=counts["quarantined"])  # fmt: skip
         info = {"echo.stage": STAGE, "echo.run_no": str(run_no)}
         excepted = exceptions(classified)
-        not_kept = int(counts["records_read"]) - int(counts["kept"])  # type: ignore[call-overload]
+        not_kept = counts["records_read"] - counts["kept"]
         few = not_kept <= BROADCAST_EXCEPTIONS
         excepted = F.broadcast(excepted) if few else excepted.hint("merge")
         if counts["quarantined"]:

@@ -94,18 +94,20 @@ def execute(
             intervals, touched = intervals.cache(), touched.cache()
             events = events_in(lake, intervals, up_to)
         sessions = sessionize(events, gap_s=cfg.session_gap_s, buckets=lake.buckets).cache()
-        stats = sessions.agg(F.count(F.lit(1)), F.max(F.col("end_ts_ms") - F.col("start_ts_ms"))).first()
-        n_sessions = int(stats[0]) if stats else 0
+        # one pass: every user of an interval has a session (its new event's), so the
+        # users sessionized are the intervals' users
+        stats = sessions.agg(F.count(F.lit(1)), F.max(F.col("end_ts_ms") - F.col("start_ts_ms")),
+                             F.countDistinct("user_id"), F.collect_set("start_date")).first()  # fmt: skip
+        n_sessions, n_users = (int(stats[0]), int(stats[2])) if stats else (0, 0)
         longest = max(longest, int(stats[1] or 0) if stats else 0)
         parts = {r[0] for r in touched.select(utc_date("start_ts_ms")).distinct().collect()}
-        parts |= {r[0] for r in sessions.select("start_date").distinct().collect()}
+        parts |= set(stats[3]) if stats else set()
         info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
         # Before the sessions commit (a rerun after it would compare the new sessions
         # with themselves; record_changes keeps what a first attempt recorded).
         record_changes(lake, SESSION_CHANGES, changed_ranges(old, touched, sessions), since=since, up_to=up_to,
                        info=info)  # fmt: skip
         replace_rows(lake, SESSIONS, sessions, touched, parts, info=info)
-        n_users = intervals.select("user_id").distinct().count()
         progress.step("silver/sessions committed", sessions=n_sessions, days=len(parts),
                       version=lake.version(SESSIONS))  # fmt: skip
         for df in (intervals, touched, sessions):

@@ -49,7 +49,15 @@ from echo.lake.tables import (
 )
 from echo.progress import Progress
 from echo.stages.replay import DEPENDENCY_COLUMNS, ReplaySettings
-from echo.stages.track import acceptance_metrics, replay_documents, shown_day, with_partition
+from echo.stages.track import (
+    acceptance_metrics,
+    narrow,
+    replay_documents,
+    shown_day,
+    shown_texts,
+    with_partition,
+    with_shown_texts,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -242,8 +250,10 @@ def execute(
             .where(F.col("doc_version") >= F.col("from_version"))
         )  # fmt: skip
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
-        replayed = replay_documents(with_sessions(lake, events, days), settings=settings, bounded=True).cache()
-        rows, removed, parts, metric_days = _resolve(lake, replayed, days)
+        # the replay sees narrow events (never the shown events' prefix, suffix and text);
+        # the rows written get those from the shown events they chose, by one join
+        replayed = replay_documents(with_sessions(lake, narrow(events), days), settings=settings, bounded=True).cache()
+        rows, removed, parts, metric_days = _resolve(lake, replayed, shown_texts(events), days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
         # The rows this run writes or removes, for pairs, before anything they describe.
@@ -289,12 +299,13 @@ def execute(
 
 
 def _resolve(
-    lake: Lake, replayed: DataFrame, days: list[datetime.date]
+    lake: Lake, replayed: DataFrame, texts: DataFrame, days: list[datetime.date]
 ) -> tuple[DataFrame, DataFrame, list[Any], list[Any]]:
     """Apply the orphan rule across documents (an orphan row stands only when no
     document has a shown event for its suggestion) to the replayed documents' rows and
     the stored ones. Returns ``(rows to write, rows to remove [suggestion_id, doc_id],
-    partitions to rewrite, metric days)``.
+    partitions to rewrite, metric days)``; the rows to write get their shown event's
+    wide columns from ``texts`` (:func:`~echo.stages.track.shown_texts`).
 
     A replayed orphan stands when no replayed row is shown for its suggestion and either
     the same orphan row is stored (it stood before this run, so no older shown existed
@@ -314,9 +325,8 @@ def _resolve(
             .join(fresh.select("suggestion_id").distinct(), "suggestion_id", "left_semi")
         )  # fmt: skip
         fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
-    rows = with_partition(
-        replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh), lake.buckets
-    ).cache()
+    kept = replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh)
+    rows = with_partition(with_shown_texts(kept, texts), lake.buckets).cache()
     old = (
         lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(replayed.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")
         .unionByName(stored_orphans.join(shown, "suggestion_id", "left_semi"))

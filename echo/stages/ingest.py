@@ -14,7 +14,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
@@ -236,7 +236,19 @@ def to_quarantine(classified: DataFrame, *, run_no: int, ingested_at: datetime.d
     ).select(*QUARANTINE.columns)
 
 
-def count_outcomes(classified: DataFrame) -> dict[str, object]:
+class Outcomes(TypedDict):
+    """What a run's records came to (:func:`count_outcomes`); ``forgotten`` records (of
+    users deleted by ``forget``) are included in ``duplicates``."""
+
+    records_read: int
+    kept: int
+    duplicates: int
+    quarantined: int
+    quarantined_by_reason: dict[str, int]
+    forgotten: int
+
+
+def count_outcomes(classified: DataFrame) -> Outcomes:
     """records_read, kept, duplicates, quarantined and quarantined_by_reason (one pass)."""
     if "forgotten" not in classified.columns:
         classified = classified.withColumn("forgotten", F.lit(False))
@@ -249,11 +261,11 @@ def count_outcomes(classified: DataFrame) -> dict[str, object]:
         totals[r["status"]] += int(r["count"])
         if r["status"] == QUARANTINED:
             by_reason[r["final_reason"]] = by_reason.get(r["final_reason"], 0) + int(r["count"])
-    return {
-        "records_read": sum(totals.values()),
-        "kept": totals[KEPT],
-        "duplicates": totals[DUPLICATE],
-        "quarantined": totals[QUARANTINED],
-        "quarantined_by_reason": dict(sorted(by_reason.items())),
-        "forgotten": forgotten,  # included in duplicates: records of users deleted by 'forget'
-    }
+    return Outcomes(
+        records_read=sum(totals.values()),
+        kept=totals[KEPT],
+        duplicates=totals[DUPLICATE],
+        quarantined=totals[QUARANTINED],
+        quarantined_by_reason=dict(sorted(by_reason.items())),
+        forgotten=forgotten,
+    )

@@ -10,11 +10,12 @@ contents at one version make it ``ambiguous`` (a history that cannot be replayed
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Change", "VersionGroups", "change_of", "order_key", "reach", "representative", "version_groups"]
+__all__ = ["Change", "VersionGroups", "change_of", "order_key", "reach", "reach_scan", "representative", "version_groups"]
 
 CHANGE_TYPES = ("accepted", "edit")
 
@@ -36,6 +37,12 @@ class VersionGroups:
     ambiguous: list[bool]  # two or more different contents at that version
     first: list[Change]  # the earliest change by (ts_ms, event_id)
     several: list[tuple[Change, ...] | None]  # all changes, when more than one
+    # for :func:`reach`: the index where a scan entering index i stops for a lost or an
+    # ambiguous version (len(versions): never), the earliest change's ts_ms per index,
+    # and whether those never decrease (then the horizon's stop is a bisection)
+    stops: list[int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    ts_ascending: bool = False
 
 
 def representative(first: Change, several: tuple[Change, ...] | None, suggestion_id: Any) -> Change:
@@ -58,20 +65,34 @@ def version_groups(events: Sequence[Mapping[str, Any]]) -> VersionGroups:
     for ev in events:
         if ev["event_type"] in CHANGE_TYPES:
             by_version.setdefault(int(ev["doc_version"]), []).append(ev)
-    groups = VersionGroups([], [], [], [])
+    versions: list[int] = []
+    ambiguous: list[bool] = []
+    first: list[Change] = []
+    several: list[tuple[Change, ...] | None] = []
     for version in sorted(by_version):
         evs = by_version[version]
-        groups.versions.append(version)
+        versions.append(version)
         if len(evs) == 1:  # the common case: one change per version
-            groups.first.append(change_of(evs[0]))
-            groups.ambiguous.append(False)
-            groups.several.append(None)
+            first.append(change_of(evs[0]))
+            ambiguous.append(False)
+            several.append(None)
             continue
         changes = tuple(change_of(ev) for ev in sorted(evs, key=order_key))
-        groups.first.append(changes[0])
-        groups.ambiguous.append(len({c[1:4] for c in changes}) > 1)
-        groups.several.append(changes)
-    return groups
+        first.append(changes[0])
+        ambiguous.append(len({c[1:4] for c in changes}) > 1)
+        several.append(changes)
+    n = len(versions)
+    stops = [n] * n
+    stop = n
+    for i in range(n - 1, -1, -1):
+        if ambiguous[i]:
+            stop = i
+        elif i + 1 < n and versions[i + 1] != versions[i] + 1:
+            stop = i + 1
+        stops[i] = stop
+    ts = [c[0] for c in first]
+    ascending = all(a <= b for a, b in itertools.pairwise(ts))
+    return VersionGroups(versions, ambiguous, first, several, stops, ts, ascending)
 
 
 def reach(start_version: int, horizon_ts_ms: int, groups: VersionGroups) -> int | None:
@@ -87,6 +108,27 @@ def reach(start_version: int, horizon_ts_ms: int, groups: VersionGroups) -> int 
     above the returned one: changes at higher versions cannot alter their results
     (docs/architecture.md, "Bounded replay").
     """
+    versions = groups.versions
+    n = len(versions)
+    i = bisect.bisect_right(versions, start_version - 1)
+    if i == n:
+        return None
+    if versions[i] != start_version:  # the start version is lost
+        return versions[i]
+    end = groups.stops[i]  # a lost or an ambiguous version stops it there
+    ts = groups.ts
+    if groups.ts_ascending:  # the first change past the horizon, if before that
+        j = bisect.bisect_right(ts, horizon_ts_ms, i, end)
+    else:
+        j = i
+        while j < end and ts[j] <= horizon_ts_ms:
+            j += 1
+    return versions[j] if j < n else None
+
+
+def reach_scan(start_version: int, horizon_ts_ms: int, groups: VersionGroups) -> int | None:
+    """:func:`reach` by its definition, one version at a time (what the tests compare it
+    with)."""
     versions, ambiguous, first = groups.versions, groups.ambiguous, groups.first
     expected = int(start_version)
     for i in range(bisect.bisect_right(versions, expected - 1), len(versions)):

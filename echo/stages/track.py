@@ -8,7 +8,6 @@ acceptance metrics per model x language x UTC day are aggregated from the sugges
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,63 +26,70 @@ if TYPE_CHECKING:
 ACCEPTED_OUTCOMES = contract.ACCEPTED_OUTCOMES
 NOT_ACCEPTED = ("rejected", "ignored")
 
-#: the columns replay reads (``client`` and ``reject``'s ``reason`` are not needed)
-REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields if f.name not in ("client", "reason")] + [
+#: wide columns of a suggestion's chosen shown event that only pass through the replay
+#: (source column -> row column): never shuffled with the events nor shipped to Python,
+#: joined to the rows by the chosen event's id afterwards (:func:`with_shown_texts`)
+PASS_THROUGH = {"text": "proposal", "prefix": "prefix", "suffix": "suffix"}
+#: the chosen shown event's ``event_id``, carried by replay rows until that join
+SHOWN_EVENT = "_shown_event_id"
+#: the columns replay reads (``client`` and ``reject``'s ``reason`` are not needed; of the
+#: proposal ``text`` only its shape, computed in Spark by :func:`narrow`)
+REPLAY_INPUT = [f.name for f in EVENT_FIELDS.fields if f.name not in ("client", "reason", *PASS_THROUGH)] + [
+    *SHAPE_KEYS,
     "session_id",
     "session_end_ts_ms",
 ]
-#: wide columns that only pass through (the chosen shown event's): taken with Arrow,
-#: never turned into Python strings
-PASS_THROUGH = {"text": "proposal", "prefix": "prefix", "suffix": "suffix"}
-_ROW = "__row"
 #: the optional input column with the document's first language (a bounded replay)
 DOC_LANGUAGE = "doc_language"
 
 
 def _replay_schema(dependencies: bool = False) -> Any:
-    from pyspark.sql.types import LongType, StructField, StructType
+    """The replay rows' schema: :data:`OUTPUT_COLUMNS` less the pass-through ones, plus
+    :data:`SHOWN_EVENT` (and :data:`DEPENDENCY_COLUMNS`)."""
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     fields = {f.name: f for f in SUGGESTIONS.schema.fields}
+    kept = [fields[c] for c in OUTPUT_COLUMNS if c not in PASS_THROUGH.values()]
     extra = [StructField(c, LongType(), True) for c in DEPENDENCY_COLUMNS] if dependencies else []
-    return StructType([fields[c] for c in OUTPUT_COLUMNS] + extra)
-
-
-def _arrow_schema(dependencies: bool = False) -> pa.Schema:
-    from echo.lake.arrow import to_arrow_schema
-
-    return to_arrow_schema(_replay_schema(dependencies), all_nullable=True)
+    return StructType([*kept, StructField(SHOWN_EVENT, StringType(), True), *extra])
 
 
 def _replay_group(settings: ReplaySettings, *, doc_language: bool = False, dependencies: bool = False) -> Any:
-    schema = _arrow_schema(dependencies)
+    from echo.lake.arrow import to_arrow_schema
 
-    narrow = [c for c in REPLAY_INPUT if c not in PASS_THROUGH]
-    computed = pa.schema([f for f in schema if f.name not in PASS_THROUGH.values()] + [pa.field(_ROW, pa.int64())])
+    spark_schema = _replay_schema(dependencies)
+    # replay_document writes the chosen shown event's id under its own key, "event_id"
+    computed = to_arrow_schema(spark_schema, all_nullable=True)
+    computed = pa.schema([f.with_name("event_id") if f.name == SHOWN_EVENT else f for f in computed])
+    names = spark_schema.names
 
-    def fn(table: pa.Table) -> Iterator[pa.RecordBatch] | pa.Table:
-        import pyarrow.compute as pc
-
-        text = table.column("text")
-        narrow_table = table.select(narrow).append_column(
-            SHAPE_KEYS[0], pc.fill_null(pc.count_substring(text, "\n"), 0)
-        ).append_column(SHAPE_KEYS[1], pc.fill_null(pc.ends_with(text, "\n"), False))
-        events = narrow_table.to_pylist()
-        for i, ev in enumerate(events):
-            ev[_ROW] = i
+    def fn(table: pa.Table) -> pa.Table:
         kw: dict[str, Any] = {"doc_language": table.column(DOC_LANGUAGE)[0].as_py()} if doc_language else {}
-        rows = replay_document(events, settings, clean=False, shown_key=_ROW, dependencies=dependencies, **kw)
-        out = pa.Table.from_pylist(rows, schema=computed)
-        idx = out.column(_ROW)
-        for src, dst in PASS_THROUGH.items():
-            out = out.append_column(dst, table.column(src).take(idx))
-        return out.select(schema.names)
+        events = table.drop_columns([DOC_LANGUAGE]).to_pylist() if doc_language else table.to_pylist()
+        rows = replay_document(events, settings, clean=False, shown_key="event_id", dependencies=dependencies, **kw)
+        return pa.Table.from_pylist(rows, schema=computed).rename_columns(names)
 
     return fn
 
 
+def narrow(events: DataFrame) -> DataFrame:
+    """Events without the wide :data:`PASS_THROUGH` columns, with what the replay needs of
+    the proposal ``text``, its shape (:data:`~echo.stages.typed.SHAPE_KEYS`: line breaks,
+    whether it ends with one; :func:`~echo.stages.typed.proposal_lines`), computed in
+    Spark. Applied before anything shuffles the events."""
+    text = F.col("text")
+    newlines = F.length(text) - F.length(F.translate(text, "\n", ""))
+    return (
+        events.withColumn(SHAPE_KEYS[0], F.coalesce(newlines, F.lit(0)))
+        .withColumn(SHAPE_KEYS[1], F.coalesce(text.endswith("\n"), F.lit(False)))
+        .drop(*PASS_THROUGH)
+    )
+
+
 def replay_documents(events: DataFrame, *, settings: ReplaySettings, bounded: bool = False) -> DataFrame:
-    """Every document's rows (``OUTPUT_COLUMNS``), orphans not yet filtered, from events
-    carrying session columns.
+    """Every document's rows (:data:`OUTPUT_COLUMNS` less the pass-through ones, with
+    :data:`SHOWN_EVENT`), orphans not yet filtered, from :func:`narrow` events carrying
+    session columns; :func:`with_shown_texts` completes them.
 
     ``bounded``: the events of a document may be only those from some version on (a
     bounded replay, docs/architecture.md): they carry :data:`DOC_LANGUAGE`, the
@@ -95,9 +101,25 @@ def replay_documents(events: DataFrame, *, settings: ReplaySettings, bounded: bo
     return grouped.applyInArrow(fn, schema=_replay_schema(bounded))
 
 
+def shown_texts(events: DataFrame) -> DataFrame:
+    """``SHOWN_EVENT`` and the pass-through columns of the shown events among ``events``."""
+    wide = [F.col(src).alias(dst) for src, dst in PASS_THROUGH.items()]
+    return events.where(F.col("event_type") == "shown").select(F.col("event_id").alias(SHOWN_EVENT), *wide)
+
+
+def with_shown_texts(rows: DataFrame, texts: DataFrame) -> DataFrame:
+    """Replay rows with their chosen shown event's pass-through columns (null without
+    one), in :data:`OUTPUT_COLUMNS` order (then any other columns). ``texts``:
+    :func:`shown_texts` of events holding every chosen shown event (event ids are
+    unique in bronze, so each row gets one)."""
+    out = rows.join(texts, SHOWN_EVENT, "left")
+    rest = [c for c in rows.columns if c not in OUTPUT_COLUMNS and c != SHOWN_EVENT]
+    return out.select(*OUTPUT_COLUMNS, *rest)
+
+
 def replay(events: DataFrame, *, settings: ReplaySettings) -> DataFrame:
     """One row per suggestion (``OUTPUT_COLUMNS``) from events carrying session columns."""
-    rows = replay_documents(events, settings=settings)
+    rows = with_shown_texts(replay_documents(narrow(events), settings=settings), shown_texts(events))
     # An orphan row only stands when no document has a shown event for the suggestion.
     shown = rows.where(F.col("outcome") != "orphan").select("suggestion_id")
     orphans = rows.where(F.col("outcome") == "orphan").join(shown, on="suggestion_id", how="left_anti")
