@@ -70,7 +70,7 @@ def execute(
     longest = max_session_ms(lake)
     gap_ms = cfg.session_gap_s * 1000
     # a first run's new events are all the events: read once, with what sessionize needs
-    columns = ("user_id", "ts_ms", "event_id", "doc_id") if since == 0 else ("user_id", "ts_ms")
+    columns = ("user_id", "ts_ms", "doc_id") if since == 0 else ("user_id", "ts_ms")
     new = new_events(lake, since, up_to).select(*columns).cache()
     try:
         n_new = new.count()
@@ -82,7 +82,7 @@ def execute(
             # nothing processed yet: every event is new, so the dirty intervals would be
             # the sessions themselves; sessionize them directly, replacing whatever an
             # interrupted first attempt stored
-            old = lake.read(SESSIONS)
+            old = lake.read(SESSIONS) if lake.files_per_partition(SESSIONS) else lake.empty(SESSIONS)
             touched = old.select("session_id", "start_ts_ms").cache()
             intervals = new.select("user_id").distinct().cache()
             events = new

@@ -15,9 +15,14 @@ if TYPE_CHECKING:
 
 
 def _session_numbers(events: DataFrame, *, gap_s: int) -> DataFrame:
-    """Add ``_session_no`` (1, 2, ... per user): one sort per user by ``(ts_ms, event_id)``,
-    a ``lag`` and a running sum (both O(n) window frames)."""
-    by_user = Window.partitionBy("user_id").orderBy("ts_ms", "event_id")
+    """Add ``_session_no`` (1, 2, ... per user): one sort per user by ``ts_ms``, a ``lag``
+    and a running sum (both O(n) window frames).
+
+    The contract orders a user's events by ``(ts_ms, event_id)``; the sort leaves
+    ``event_id`` out because the order of events with equal ``ts_ms`` cannot change a
+    session: the first of them is compared with the last earlier ``ts_ms`` whichever it
+    is, the others follow it at a gap of 0, so all of them get the same number."""
+    by_user = Window.partitionBy("user_id").orderBy("ts_ms")
     prev_ts = F.lag("ts_ms").over(by_user)
     return events.withColumn(
         "_new", F.when(prev_ts.isNull() | ((F.col("ts_ms") - prev_ts) > F.lit(gap_s * 1000)), 1).otherwise(0)
@@ -49,7 +54,7 @@ def sessionize(events: DataFrame, *, gap_s: int, buckets: int) -> DataFrame:
     expand-and-aggregate pass of ``countDistinct``)."""
     from echo.lake.partitioning import user_bucket
 
-    numbered = _session_numbers(events.select("user_id", "ts_ms", "event_id", "doc_id"), gap_s=gap_s)
+    numbered = _session_numbers(events.select("user_id", "ts_ms", "doc_id"), gap_s=gap_s)
     s = (
         numbered.groupBy("user_id", "_session_no")
         .agg(
