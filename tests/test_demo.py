@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("deltalake")
 
 
+@pytest.mark.slow  # make test-slow; simulated telemetry through the whole pipeline stays in the default run (test_loop)
 def test_data_only_demo_fills_every_table_and_writes_shards(
     spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
