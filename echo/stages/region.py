@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Change", "VersionGroups", "change_of", "order_key", "reach", "reach_scan", "representative", "version_groups"]
@@ -40,9 +40,9 @@ class VersionGroups:
     # for :func:`reach`: the index where a scan entering index i stops for a lost or an
     # ambiguous version (len(versions): never), the earliest change's ts_ms per index,
     # and whether those never decrease (then the horizon's stop is a bisection)
-    stops: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    ts_ascending: bool = False
+    stops: list[int]
+    ts: list[int]
+    ts_ascending: bool
 
 
 def representative(first: Change, several: tuple[Change, ...] | None, suggestion_id: Any) -> Change:
