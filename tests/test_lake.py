@@ -123,6 +123,29 @@ def test_delta_rs_tables_write_a_checkpoint_every_ten_commits(spark, tmp_path):
     assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == ["00000000000000000009.checkpoint.parquet"]
 
 
+def test_a_table_of_an_older_lake_gets_the_checkpoint_interval_once_and_keeps_its_rows(spark, tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from echo.lake.arrow import arrow_schema
+
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    # created as Echo did before the property (delta-rs's defaults), with one commit of rows
+    DeltaTable.create(lake.path(SESSIONS), schema=arrow_schema(SESSIONS), partition_by=["user_bucket"])
+    data = pa.Table.from_pylist([dict(zip(SESSIONS.columns, r)) for r in rows(4)], schema=arrow_schema(SESSIONS))
+    write_deltalake(lake.path(SESSIONS), data, mode="append", partition_by=["user_bucket"])
+    before = lake.version(SESSIONS)
+    assert "delta.checkpointInterval" not in DeltaTable(lake.path(SESSIONS)).metadata().configuration
+    lake.ensure(SESSIONS)
+    dt = DeltaTable(lake.path(SESSIONS))
+    assert dt.metadata().configuration["delta.checkpointInterval"] == "10"
+    assert lake.version(SESSIONS) == before + 1
+    lake.ensure(SESSIONS)  # already set: no further commit
+    assert lake.version(SESSIONS) == before + 1
+    assert sorted(r.session_id for r in lake.read(SESSIONS).collect()) == sorted(r[0] for r in rows(4))
+
+
 def test_failed_delta_rs_write_leaves_no_staging_folder(spark, tmp_path):
     from pathlib import Path
 

@@ -65,7 +65,9 @@ class DeltaRsLake(Lake):
     def ensure(self, table: Table) -> None:
         from deltalake import DeltaTable
 
-        if self._table(table) is not None:
+        dt = self._table(table)
+        if dt is not None:
+            self._upgrade(table, dt)
             return
         self.before_commit()
         with committing(table.name, self.root, "create"):
@@ -78,6 +80,21 @@ class DeltaRsLake(Lake):
                 description=table.description,
                 configuration=TABLE_PROPERTIES,
                 storage_options=self._storage_options(),
+            )
+
+    def _upgrade(self, table: Table, dt: DeltaTable) -> None:
+        """Give a table created before :data:`TABLE_PROPERTIES` (a lake of an older Echo)
+        the properties it lacks, in one metadata commit the first time a run ensures it."""
+        from deltalake import CommitProperties
+
+        configuration = dt.metadata().configuration
+        missing = {k: v for k, v in TABLE_PROPERTIES.items() if v is not None and configuration.get(k) is None}
+        if not missing:
+            return
+        self.before_commit()
+        with committing(table.name, self.root, "set properties"):
+            dt.alter.set_table_properties(
+                missing, commit_properties=CommitProperties(custom_metadata={"echo.backend": self.backend_name})
             )
 
     def version(self, table: Table) -> int | None:
