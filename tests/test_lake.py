@@ -133,7 +133,7 @@ def test_a_table_of_an_older_lake_gets_the_checkpoint_interval_once_and_keeps_it
     lake.check_root(create=True)
     # created as Echo did before the property (delta-rs's defaults), with one commit of rows
     DeltaTable.create(lake.path(SESSIONS), schema=arrow_schema(SESSIONS), partition_by=["user_bucket"])
-    data = pa.Table.from_pylist([dict(zip(SESSIONS.columns, r)) for r in rows(4)], schema=arrow_schema(SESSIONS))
+    data = pa.Table.from_pylist([dict(zip(SESSIONS.columns, r, strict=True)) for r in rows(4)], schema=arrow_schema(SESSIONS))
     write_deltalake(lake.path(SESSIONS), data, mode="append", partition_by=["user_bucket"])
     before = lake.version(SESSIONS)
     assert "delta.checkpointInterval" not in DeltaTable(lake.path(SESSIONS)).metadata().configuration
