@@ -69,9 +69,13 @@ def execute(
     since, up_to = watermark(lake, STAGE), latest_run(lake)
     longest = max_session_ms(lake)
     gap_ms = cfg.session_gap_s * 1000
-    # a first run's new events are all the events: read once, with what sessionize needs
+    # a first run's new events are all the events, read once by the sessionize itself
+    # (counting them reads only run_no); a later run's are read again by the day ranges
+    # and the intervals, so they are cached
     columns = ("user_id", "ts_ms", "doc_id") if since == 0 else ("user_id", "ts_ms")
-    new = new_events(lake, since, up_to).select(*columns).cache()
+    new = new_events(lake, since, up_to).select(*columns)
+    if since:
+        new = new.cache()
     try:
         n_new = new.count()
         progress.step(f"runs {since + 1}..{up_to}: new events", events=n_new)

@@ -274,7 +274,14 @@ class Lake(ABC):
 
     # -- helpers shared by both backends -----------------------------------------------
     def empty(self, table: Table) -> DataFrame:
-        return self.spark.createDataFrame([], table.schema)
+        """No rows, the table's columns: a relation Spark's optimizer knows is empty (a
+        false filter over one row becomes an empty ``LocalRelation``), so the joins,
+        unions and aggregations over it are pruned before anything runs. Columns are
+        nullable, as in a read of the table's files."""
+        from pyspark.sql import functions as F
+
+        cols = [F.lit(None).cast(f.dataType).alias(f.name) for f in table.schema.fields]
+        return self.spark.range(1).select(*cols).where(F.lit(False))
 
     def conform(self, table: Table, df: DataFrame) -> DataFrame:
         """Select and cast ``df`` to exactly the table's columns, in order."""
