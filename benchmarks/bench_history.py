@@ -120,7 +120,7 @@ def summarize_ab(ab: list[dict[str, Any]]) -> None:
     import statistics
 
     early, late = min(r["day"] for r in ab), max(r["day"] for r in ab)
-    print(f"\n| stage | day {early} (lake of 1 day), median s | day {late} (lake of {late - 1} days), median s | ratio |")
+    print(f"\n| stage | day {early} (lake of {early - 1} days), median s | day {late} (lake of {late - 1} days), median s | ratio |")
     print("|---|---|---|---|")
     for key in ("ingest_s", "sessionize_s", "track_s", "pairs_s", "total_s", "total_mb"):
         a = statistics.median(r[key] for r in ab if r["day"] == early)
@@ -139,6 +139,10 @@ def main() -> int:
     ap.add_argument("--summarize", metavar="RESULTS_JSON", help="only print the summary of a stored results.json")
     ap.add_argument("--ab", type=int, default=0, metavar="REPS",
                     help="then replay day 2's and the last day's batch into copies of their lakes, alternating")
+    ap.add_argument("--ab-days", default=None, metavar="A,B",
+                    help="the two days --ab compares (default: 2 and the last day)")
+    ap.add_argument("--run-days", type=int, default=None, metavar="N",
+                    help="run only the first N days (a later --ab day's lake copy must exist in OUT from an earlier run)")
     args = ap.parse_args()
     if args.summarize:
         summarize(json.loads(Path(args.summarize).read_text()))
@@ -187,8 +191,13 @@ def main() -> int:
         row["total_mb"] = round(sum(row[f"{s}_mb"] for s, _ in stages), 3)
         return row
 
-    snaps = {2: out / "lake-before-day-2", len(batches): out / f"lake-before-day-{len(batches)}"}
-    for day, batch in enumerate(batches, start=1):
+    ab_days = [int(d) for d in args.ab_days.split(",")] if args.ab_days else [2, len(batches)]
+    snaps = {d: out / f"lake-before-day-{d}" for d in ab_days}
+    run_days = args.run_days or len(batches)
+    missing = [d for d in ab_days if args.ab and d > run_days and not snaps[d].exists()]
+    if missing:
+        raise SystemExit(f"--ab-days {missing[0]} needs {snaps[missing[0]]} (a run with --run-days >= {missing[0]})")
+    for day, batch in enumerate(batches[:run_days], start=1):
         if args.ab and day in snaps:
             shutil.rmtree(snaps[day], ignore_errors=True)
             shutil.copytree(lake_dir, snaps[day])
