@@ -146,6 +146,23 @@ def test_a_table_of_an_older_lake_gets_the_checkpoint_interval_once_and_keeps_it
     assert sorted(r.session_id for r in lake.read(SESSIONS).collect()) == sorted(r[0] for r in rows(4))
 
 
+def test_an_empty_table_has_its_columns_and_is_pruned_from_the_plans_over_it(spark, tmp_path):
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    empty = lake.empty(ACCEPTANCE_METRICS)
+    assert [(f.name, f.dataType) for f in empty.schema.fields] == [
+        (f.name, f.dataType) for f in ACCEPTANCE_METRICS.schema.fields
+    ]
+    assert empty.count() == 0
+    other = spark.range(5).withColumnRenamed("id", "n")
+    # Spark knows the relation is empty: a join with it and an aggregation over it need no
+    # scan at all, and an anti-join against it is the other side alone
+    joined = empty.crossJoin(other).groupBy("n").count()
+    assert "LocalRelation <empty>" in joined._jdf.queryExecution().optimizedPlan().toString()
+    anti = other.join(empty.select(F.lit(1).cast("long").alias("n")), "n", "left_anti")
+    assert "Join" not in anti._jdf.queryExecution().optimizedPlan().toString()
+    assert anti.count() == 5
+
+
 def test_failed_delta_rs_write_leaves_no_staging_folder(spark, tmp_path):
     from pathlib import Path
 

@@ -80,8 +80,8 @@ def writing(table: str, root: str) -> Iterator[None]:
 
 @contextmanager
 def committing(table: str, root: str, op: str) -> Iterator[None]:
-    """One Delta commit of ``table`` (``op``: create, append, overwrite, merge, delete,
-    vacuum): the fault-injection points of :mod:`echo.lake.faults` around it, and
+    """One Delta commit of ``table`` (``op``: create, set properties, append, overwrite,
+    merge, delete, vacuum): the fault-injection points of :mod:`echo.lake.faults` around it, and
     storage failures as one line."""
     commit_point("before", table, op)
     with writing(table, root):
