@@ -79,12 +79,12 @@ def fit_age(rows: list[dict[str, Any]], key: str = "total_s") -> dict[str, float
     se_c = float(np.sqrt((resid @ resid / dof) * np.linalg.inv(x.T @ x)[2, 2]))
     size = float(np.median([r["records"] for r in rs])) / 1000
     last = max(r["day"] for r in rs)
-    at = lambda day, c: coef[0] + coef[1] * size + c * day  # noqa: E731
-    day2 = float(at(2, coef[2]))
-    lo, hi = coef[2] - 2 * se_c, coef[2] + 2 * se_c
-    return {"records": size * 1000, "last_day": last, "day2": day2, "last": float(at(last, coef[2])),
-            "ratio": float(at(last, coef[2])) / day2, "ratio_lo": float(at(last, lo) - at(2, lo) + day2) / day2,
-            "ratio_hi": float(at(last, hi) - at(2, hi) + day2) / day2, "per_day": float(coef[2]), "per_day_se": se_c}  # fmt: skip
+    c = float(coef[2])
+    day2 = float(coef[0] + coef[1] * size + c * 2)
+    # the last day's fitted cost with slope c', against day 2's: 1 + c' * (last - 2) / day2
+    ratio = lambda slope: 1 + slope * (last - 2) / day2  # noqa: E731
+    return {"records": size * 1000, "last_day": last, "day2": day2, "last": day2 * ratio(c), "ratio": ratio(c),
+            "ratio_lo": ratio(c - 2 * se_c), "ratio_hi": ratio(c + 2 * se_c), "per_day": c, "per_day_se": se_c}  # fmt: skip
 
 
 def summarize(rows: list[dict[str, Any]]) -> None:
