@@ -5,8 +5,10 @@ against the floor: a bare Spark scan of the same input in the same process.
 
 Events come from the simulator (light transport faults). For each size the script
 prints and writes (OUT/results.json) events/s per stage, the ratio of each stage's
-time to the bare scan's, and the peak memory (PSS) of the whole process tree (driver,
-JVM, Python workers), sampled every second.
+time to the bare scan's (warm: the fastest of two scans after a first, cold one; for
+sessionize and track also to a warm scan of the bronze columns they read), and the peak
+memory (PSS) of the whole process tree (driver, JVM, Python workers), sampled every
+second.
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ def main() -> int:
     args = ap.parse_args()
     sizes = args.events or [1_000_000]
 
+    from pyspark.sql import functions as F
+
     from echo.config import LakeConfig, PipelineConfig
     from echo.jobs import ingest, sessionize, track
     from echo.lake import open_lake
+    from echo.lake.tables import EVENTS
     from echo.progress import Progress
     from echo.spark import get_spark
 
@@ -107,9 +112,15 @@ def main() -> int:
         shutil.rmtree(lake_dir, ignore_errors=True)
         row: dict[str, Any] = {"events_requested": n, "records": records}
         with PeakRSS() as mem:
-            t = time.perf_counter()
-            lines = spark.read.text([str(b) for b in batches]).count()
-            row["scan_s"] = time.perf_counter() - t
+            # The floor is a warm scan: the first Spark job of a process also pays for
+            # class loading and code generation (~2.5 s here, 3.2 s against 0.6 s warm at
+            # 1.1M), which no stage after it pays again. The cold scan is kept for reference.
+            scans = []
+            for _ in range(3):
+                t = time.perf_counter()
+                lines = spark.read.text([str(b) for b in batches]).count()
+                scans.append(time.perf_counter() - t)
+            row["scan_cold_s"], row["scan_s"] = scans[0], min(scans[1:])
             row["scan_lines"] = lines
         row["scan_peak_rss_gb"] = mem.peak / 1e9
         lake_cfg, cfg = LakeConfig(lake=str(lake_dir)), PipelineConfig()
@@ -129,17 +140,31 @@ def main() -> int:
             row[f"{stage}_events_per_s"] = records / dt
             row[f"{stage}_vs_scan"] = dt / row["scan_s"]
             row[f"{stage}_peak_rss_gb"] = mem.peak / 1e9
+            if stage == "ingest":
+                # the floor of sessionize and track: a warm scan of the bronze columns
+                # sessionize reads (min of two)
+                bronze = []
+                for _ in range(2):
+                    t = time.perf_counter()
+                    lake.read(EVENTS).agg(F.max("user_id"), F.max("ts_ms"), F.max("doc_id")).collect()
+                    bronze.append(time.perf_counter() - t)
+                row["bronze_scan_s"] = min(bronze)
         results.append(row)
         print(json.dumps(row, indent=2), flush=True)
     spark.stop()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| records | scan s | ingest ev/s (x scan) | sessionize ev/s (x scan) | track ev/s (x scan) | peak RSS GB |")
-    print("|---|---|---|---|---|---|")
+    print("\n| records | scan s (cold) | bronze scan s | ingest s (x scan) | sessionize s (x scan; x bronze scan) "
+          "| track s (x scan; x bronze scan) | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         peak = max(r[k] for k in r if k.endswith("peak_rss_gb"))
-        cells = [f"{r[f'{s}_events_per_s']:,.0f} ({r[f'{s}_vs_scan']:.1f}x)" for s in ("ingest", "sessionize", "track")]
-        print(f"| {r['records']:,} | {r['scan_s']:.1f} | {' | '.join(cells)} | {peak:.1f} |")
+        cells = [f"{r['ingest_s']:.1f} ({r['ingest_vs_scan']:.1f}x)"] + [
+            f"{r[f'{s}_s']:.1f} ({r[f'{s}_vs_scan']:.1f}x; {r[f'{s}_s'] / r['bronze_scan_s']:.1f}x)"
+            for s in ("sessionize", "track")
+        ]
+        print(f"| {r['records']:,} | {r['scan_s']:.2f} ({r['scan_cold_s']:.1f}) | {r['bronze_scan_s']:.2f} "
+              f"| {' | '.join(cells)} | {peak:.1f} |")
     return 0
 
 
