@@ -73,13 +73,25 @@ def test_a_late_shown_resolves_an_orphan_of_another_document(spark, tmp_path):
     assert [r[OUTCOME] for r in whole["silver/suggestions"]] == ["ignored"]  # no orphan row left
 
 
-@pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run
-def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spark, tmp_path):
+@pytest.mark.parametrize(
+    "lookup_ids",
+    [
+        pytest.param(10_000, id="by-value"),  # a daily run's few new orphans: IN, through the bloom filters
+        pytest.param(0, id="semi-join", marks=pytest.mark.slow),  # more new orphans than LOOKUP_IDS
+    ],
+)
+def test_an_orphan_whose_shown_came_earlier_in_another_document_never_stands(spark, tmp_path, monkeypatch, lookup_ids):
+    from echo.jobs import track
+
+    monkeypatch.setattr(track, "LOOKUP_IDS", lookup_ids)
     shown = Ev(user="p", doc="d2", t0=T0 + 3_600_000).shown("s", "x = 1")
+    other = Ev(user="p", doc="d3", t0=T0 + 3_650_000).shown("t", "y = 2")
     acc = Ev(user="p", doc="d1", t0=T0 + 3_700_000).accepted("s", "x = 1")
-    whole, inc = one_run_vs_batches(_batches(tmp_path, [shown], [acc]), tmp_path)
+    lone = Ev(user="p", doc="d4", t0=T0 + 3_800_000).accepted("u", "z = 3")  # shown nowhere: stands
+    whole, inc = one_run_vs_batches(_batches(tmp_path, [shown, other], [acc, lone]), tmp_path)
     assert inc == whole
-    assert [r[OUTCOME] for r in whole["silver/suggestions"]] == ["ignored"]
+    rows = sorted((r[0], r[OUTCOME]) for r in whole["silver/suggestions"])
+    assert rows == [("s", "ignored"), ("t", "ignored"), ("u", "orphan")]
 
 
 @pytest.mark.slow  # make test-slow; the bridge and orphan cases stay in the default run

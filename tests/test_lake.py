@@ -189,6 +189,44 @@ def test_delta_rs_files_are_spark_written_parquet_with_row_counts(spark, tmp_pat
     assert not [p for p in os.listdir(lake.path(SESSIONS)) if p.startswith("_staging")]
 
 
+def _bloom_filtered_columns(spark, uri: str) -> set[str]:
+    """Columns whose chunks in every row group of a Parquet file carry a bloom filter (the
+    footer as Spark's own Parquet library reads it)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(path, conf))
+    try:
+        blocks = list(reader.getFooter().getBlocks())
+        per_block = [{c.getPath().toDotString() for c in b.getColumns() if c.getBloomFilterOffset() >= 0} for b in blocks]
+    finally:
+        reader.close()
+    return set.intersection(*per_block)
+
+
+def test_a_table_with_bloom_filters_writes_them_in_every_file_and_only_for_those_columns(spark, tmp_path):
+    from dataclasses import replace
+
+    from echo.lake.tables import SUGGESTIONS
+
+    assert SUGGESTIONS.bloom_filters == ("suggestion_id",)  # the column track's orphan lookup reads by value
+    bloomed = replace(SESSIONS, bloom_filters=("session_id",))
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    lake.append(bloomed, spark.createDataFrame(rows(6), SESSIONS.schema))
+    lake.replace_partitions(bloomed, spark.createDataFrame(rows(6, start=5), SESSIONS.schema), [0, 1, 2])
+    files = lake.files(bloomed)
+    assert files
+    assert [_bloom_filtered_columns(spark, f) for f in files] == [{"session_id"}] * len(files)
+    plain = open_lake(spark, str(tmp_path / "plain"), "delta-rs")
+    plain.check_root(create=True)
+    plain.append(SESSIONS, spark.createDataFrame(rows(6), SESSIONS.schema))
+    assert {frozenset(_bloom_filtered_columns(spark, f)) for f in plain.files(SESSIONS)} == {frozenset()}
+    # a lookup by value through them finds exactly the rows
+    found = lake.read(bloomed).where(F.col("session_id").isin(["u1/5", "u9/5", "u1/0"])).select("session_id")
+    assert sorted(r[0] for r in found.collect()) == ["u1/5"]
+
+
 def test_empty_table_reads_as_empty_dataframe_with_schema(spark, tmp_path):
     lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
     df = lake.read(ACCEPTANCE_METRICS)

@@ -83,6 +83,10 @@ OWN_TYPES = ("shown", "accepted", "rejected")
 CHANGE_TYPES = ("accepted", "edit")
 #: a replay from this version reads the whole document (versions are >= 0, CONTRACT 1.2)
 WHOLE = -1
+#: At most this many orphans new to silver/suggestions are looked up by value (``IN``),
+#: which reads only the footers and bloom filters of the files without them; more are
+#: looked up by a semi-join, which reads the ``suggestion_id`` column of every file.
+LOOKUP_IDS = 10_000
 
 
 def latest_state(lake: Lake, since: int) -> DataFrame:
@@ -310,21 +314,32 @@ def _resolve(
     A replayed orphan stands when no replayed row is shown for its suggestion and either
     the same orphan row is stored (it stood before this run, so no older shown existed
     anywhere; any newer shown is in a replayed document) or, for an orphan new to the
-    table, no stored row anywhere is a shown one (a lookup of the suggestion_id column,
-    only in runs that produce new orphans). A stored orphan of another document falls
-    when a replayed row shows its suggestion.
+    table, no stored row anywhere is a shown one: a lookup of every day of the table,
+    only in runs that produce new orphans, by value when they are at most
+    :data:`LOOKUP_IDS` (the files' bloom filters on ``suggestion_id`` let Spark skip
+    the row groups without them, so the lookup does not read the column of a lake's
+    whole history), else by a semi-join. A stored orphan of another document falls when
+    a replayed row shows its suggestion.
     """
     shown = replayed.where(F.col("outcome") != "orphan").select("suggestion_id").distinct()
     orphans = replayed.where(F.col("outcome") == "orphan").join(shown, "suggestion_id", "left_anti")
     stored_orphans = lake.read_partitions(SUGGESTIONS, [ORPHAN_DAY]).where(F.col("outcome") == "orphan")
     stood = orphans.join(stored_orphans.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")
     fresh = orphans.join(stored_orphans.select(*ROW_KEYS), list(ROW_KEYS), "left_anti").cache()
-    if fresh.limit(1).count():
+    fresh_ids = [r[0] for r in fresh.select("suggestion_id").distinct().limit(LOOKUP_IDS + 1).collect()]
+    if len(fresh_ids) > LOOKUP_IDS:  # many: a semi-join, reading the column of every file
         shown_anywhere = (
             lake.read(SUGGESTIONS).where(F.col("outcome") != "orphan").select("suggestion_id")
             .join(fresh.select("suggestion_id").distinct(), "suggestion_id", "left_semi")
         )  # fmt: skip
         fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
+    elif fresh_ids:  # a few: looked up by value, through the files' bloom filters
+        found = (
+            lake.read(SUGGESTIONS).where(F.col("suggestion_id").isin(fresh_ids) & (F.col("outcome") != "orphan"))
+            .select("suggestion_id").distinct().collect()
+        )  # fmt: skip
+        if found:
+            fresh = fresh.where(~F.col("suggestion_id").isin([r[0] for r in found]))
     kept = replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh)
     rows = with_partition(with_shown_texts(kept, texts), lake.buckets).cache()
     old = (

@@ -167,7 +167,7 @@ class DeltaRsLake(Lake):
         df = self.conform(table, df)
         token = uuid.uuid4().hex
         staging = join_uri(self.path(table), f"_staging-{token}")
-        writer = df.write.mode("errorifexists")
+        writer = df.write.mode("errorifexists").options(**table.parquet_options())
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
         fs, base = self._fs(staging)

@@ -49,19 +49,38 @@ EVENT_FIELDS = StructType(
 ORPHAN_DAY = datetime.date(1970, 1, 1)
 
 
+#: Distinct values a Parquet bloom filter is sized for (false-positive rate 1 %): 64 KiB a
+#: column chunk. A suggestions row group holds fewer rows than this (the rows are wide:
+#: final text, prefix, suffix); one that holds more keeps working, with more false hits.
+BLOOM_FILTER_NDV = 50_000
+
+
 @dataclass(frozen=True)
 class Table:
-    """A lake table: its path under the lake root and its explicit schema."""
+    """A lake table: its path under the lake root and its explicit schema.
+
+    ``bloom_filters``: columns whose Parquet files carry a bloom filter, so that a lookup
+    of a few values (``col IN (...)``) reads only the footers and bloom filters of the
+    files without them (Spark's Parquet reader skips those row groups)."""
 
     name: str
     schema: StructType
     partition_by: tuple[str, ...]
     keys: tuple[str, ...]
     description: str
+    bloom_filters: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.schema.fields]
+
+    def parquet_options(self) -> dict[str, str]:
+        """Parquet writer options of the table's files (its bloom filters)."""
+        out: dict[str, str] = {}
+        for col in self.bloom_filters:
+            out[f"parquet.bloom.filter.enabled#{col}"] = "true"
+            out[f"parquet.bloom.filter.expected.ndv#{col}"] = str(BLOOM_FILTER_NDV)
+        return out
 
 
 EVENTS = Table(
@@ -191,6 +210,8 @@ SUGGESTIONS = Table(
     partition_by=("day",),
     keys=("suggestion_id",),
     description="one row per shown suggestion (and per orphan) with its outcome",
+    # track's orphan rule looks a new orphan's suggestion up in every day (echo.jobs.track)
+    bloom_filters=("suggestion_id",),
 )
 
 ACCEPTANCE_METRICS = Table(
