@@ -183,6 +183,60 @@ def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_c
     assert sorted(state[state.run_no == state.run_no.max()].suggestion_id) == ["s1", "s2"]
 
 
+def test_compacting_track_state_keeps_each_suggestions_latest_row_as_of_every_later_run(spark, tmp_path, monkeypatch):
+    from echo.jobs import track
+    from echo.lake import open_lake
+    from echo.lake.tables import TRACK_STATE
+
+    lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
+    lake.check_root(create=True)
+    rows = [  # doc, suggestion, user, lo, hi, reach (None: any version), run
+        ("d", "a", "u", 0, 1, None, 1), ("d", "b", "u", 2, 3, 5, 1),
+        ("d", "a", "u", 0, 1, 4, 2), ("e", "c", "v", 0, 0, 0, 2),  # a replayed again by run 2
+        ("d", "b", "u", 2, 3, 6, 3),  # above the watermark: kept as it is
+    ]
+    lake.append(TRACK_STATE, spark.createDataFrame(rows, TRACK_STATE.schema))
+
+    def latest(as_of: int) -> list[tuple]:
+        return sorted(tuple(r) for r in track.latest_state(lake, as_of, user=True).collect())
+
+    before = {as_of: latest(as_of) for as_of in (2, 3)}
+    monkeypatch.setattr(track, "STATE_COMPACT_RUNS", 1)
+    assert track.compact_state(lake, 2) == [1, 2]
+    assert {as_of: latest(as_of) for as_of in (2, 3)} == before
+    stored = sorted(tuple(r) for r in lake.read(TRACK_STATE).collect())
+    assert stored == [("d", "a", "u", 0, 1, 4, 2), ("d", "b", "u", 2, 3, 5, 2), ("d", "b", "u", 2, 3, 6, 3),
+                      ("e", "c", "v", 0, 0, 0, 2)]  # fmt: skip
+    assert track.compact_state(lake, 2) == []  # one run partition at or below the watermark: nothing to do
+
+
+@pytest.mark.slow  # make test-slow; the compaction itself stays in the default run
+def test_track_state_compacts_to_each_suggestions_latest_row_and_daily_batches_still_equal_one_run(
+    spark, tmp_path, monkeypatch
+):
+    from echo.jobs import track
+
+    monkeypatch.setattr(track, "STATE_COMPACT_RUNS", 1)  # compact whenever two runs lie below the watermark
+    days = []
+    ev = Ev(user="w", doc="lib")
+    for d in range(3):
+        ev.t = T0 + d * DAY + 3_600_000
+        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
+                     ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
+    late = Ev(user="w", doc="lib", t0=T0 + 3_600_000 + 1_500).edit(2, 0, "#")  # day 0's version 3 comes last
+    late.update(event_id="late-edit", doc_version=3)  # a version day 1 holds too: its walks are replayed
+    whole, inc = one_run_vs_batches(_batches(tmp_path, *days, [late]), tmp_path)
+    assert inc == whole
+    lake = next(p for p in tmp_path.iterdir() if p.name.startswith("inc-"))
+    state = read_table(str(lake), "_echo/track_state")
+    # runs 3 and 4 each compacted the two runs below their watermark into the newer one
+    assert sorted(set(state.run_no)) == [3, 4]
+    compacted = state[state.run_no == 3]
+    assert sorted(compacted.suggestion_id) == ["s0", "s1", "s2"]  # one row each, the latest
+    ops = [h.get("echo.op") for h in DeltaTable(os.path.join(lake, "_echo/track_state")).history()]
+    assert ops.count("compact") == 2
+
+
 @pytest.mark.slow  # make test-slow; the contract sample in three batches stays in the default run
 def test_a_daily_batch_of_a_long_lived_document_equals_one_run(spark, tmp_path):
     days = []

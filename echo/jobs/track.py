@@ -87,14 +87,37 @@ WHOLE = -1
 #: which reads only the footers and bloom filters of the files without them; more are
 #: looked up by a semi-join, which reads the ``suggestion_id`` column of every file.
 LOOKUP_IDS = 10_000
+#: ``_echo/track_state`` is compacted when more run partitions than this lie at or below
+#: the watermark (:func:`compact_state`): every 8 runs, a rewrite of one row per suggestion.
+STATE_COMPACT_RUNS = 8
 
 
-def latest_state(lake: Lake, since: int) -> DataFrame:
-    """``doc_id, suggestion_id, lo_version, hi_version, reach_version`` of every suggestion
-    as of track run ``since`` (the row of the latest run that replayed it)."""
+def latest_state(lake: Lake, since: int, *, user: bool = False) -> DataFrame:
+    """``doc_id, suggestion_id, lo_version, hi_version, reach_version`` (and ``user_id``)
+    of every suggestion as of track run ``since`` (the row of the latest run that
+    replayed it)."""
     st = lake.read(TRACK_STATE).where(F.col("run_no") <= since)
-    latest = F.max_by(F.struct("lo_version", "hi_version", "reach_version"), F.col("run_no"))
+    cols = ["lo_version", "hi_version", "reach_version", *(["user_id"] if user else [])]
+    latest = F.max_by(F.struct(*cols), F.col("run_no"))
     return st.groupBy("doc_id", "suggestion_id").agg(latest.alias("s")).select("doc_id", "suggestion_id", "s.*")
+
+
+def compact_state(lake: Lake, since: int) -> list[int]:
+    """When ``_echo/track_state`` holds more than :data:`STATE_COMPACT_RUNS` run partitions
+    at or below the watermark ``since``, replace them, in one commit, with one partition
+    (``since``'s) holding each suggestion's latest row as of ``since``: what
+    :func:`latest_state` gives for ``since`` and every later run is unchanged (a newer
+    run's row still wins), and a run reads one row per suggestion ever plus those of the
+    runs since the last compaction, instead of one per suggestion and replaying run.
+    Returns the runs compacted (none: nothing to do). Rows above ``since`` (an interrupted
+    attempt's) are not touched; the run replaces them itself."""
+    runs = sorted(r for r in (int(p) for p in lake.files_per_partition(TRACK_STATE)) if r <= since)
+    if len(runs) <= STATE_COMPACT_RUNS:
+        return []
+    rows = latest_state(lake, since, user=True).withColumn("run_no", F.lit(since).cast("long"))
+    info = {"echo.stage": STAGE, "echo.run_no": str(since), "echo.op": "compact"}
+    lake.replace_partitions(TRACK_STATE, rows.select(*TRACK_STATE.columns).coalesce(1), runs, info=info)
+    return runs
 
 
 def _first_language(ts: str, event_id: str) -> Any:
@@ -239,6 +262,9 @@ def execute(
         if since == 0:
             plan = first_plan(new).localCheckpoint()
         else:
+            compacted = compact_state(lake, since)
+            if compacted:
+                progress.step("_echo/track_state compacted", runs=len(compacted), version=lake.version(TRACK_STATE))
             plan = replay_plan(lake, new, in_changes, docs, doc_days, since).localCheckpoint()
         n_docs = plan.count()
         progress.step(f"runs {since + 1}..{up_to}: documents to replay", documents=n_docs)
