@@ -133,6 +133,23 @@ def test_a_batch_of_one_day_rewrites_only_that_days_partitions(spark, tmp_path):
     assert sorted(read_table(lake, "silver/sessions").user_id) == ["a", "a", "b"]
 
 
+def test_a_first_sessionize_records_no_session_changes_and_a_later_one_records_its_own(spark, tmp_path):
+    from tests.helpers import run_stages
+
+    ev = Ev(user="a", t0=T0 + 3_600_000)
+    first, late = ev.shown("s1", "x = 1"), ev.edit(0, 0, "#", ts=ev.t + GAP)  # the late edit extends the session
+    lake = str(tmp_path / "lake")
+    stages = ("ingest", "sessionize")
+    run_stages([write_jsonl(tmp_path / "b0" / "e.jsonl", [first])], lake, stages=stages)
+    assert read_table(lake, "_echo/session_changes").empty  # track's first run reads none
+    run_stages([write_jsonl(tmp_path / "b1" / "e.jsonl", [late])], lake, stages=stages)
+    changes = read_table(lake, "_echo/session_changes")
+    # the stored session it removed and the one it wrote, both under run 2
+    assert sorted(zip(changes.lo_ts_ms, changes.hi_ts_ms, changes.run_no, strict=True)) == [
+        (first["ts_ms"], first["ts_ms"], 2), (first["ts_ms"], late["ts_ms"], 2)
+    ]
+
+
 def test_a_changed_session_gap_is_refused_naming_both_values(spark, tmp_path):
     import pytest
 
@@ -162,16 +179,22 @@ def test_a_conflicting_copy_on_another_day_is_found_through_the_event_index(spar
     assert sorted(r[0] for r in whole["bronze/events"]) == sorted([first["event_id"], "d-d1-00001"])
 
 
-def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_can_change(spark, tmp_path):
-    from tests.helpers import run_stages
-
-    ev = Ev(user="w", doc="lib", t0=T0 + 3_600_000)
+def _long_lived_document_days(n: int) -> list[list[dict]]:
+    """One document edited every day for ``n`` days: each day a suggestion shown,
+    accepted and edited after."""
+    ev = Ev(user="w", doc="lib")
     days = []
-    for d in range(3):  # one document edited every day
+    for d in range(n):
         ev.t = T0 + d * DAY + 3_600_000
         days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
                      ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
-    _batches(tmp_path, *days)  # exact against one run: test_a_daily_batch_..._equals_one_run
+    return days
+
+
+def test_a_daily_batch_replays_a_long_lived_document_only_from_the_versions_it_can_change(spark, tmp_path):
+    from tests.helpers import run_stages
+
+    _batches(tmp_path, *_long_lived_document_days(3))  # exact against one run: test_a_daily_batch_..._equals_one_run
     # day 2's run replays the versions of day 1 (its suggestion's walk could still read
     # day 2's changes) and day 2, never day 0's
     lake = str(tmp_path / "lake")
@@ -217,12 +240,7 @@ def test_track_state_compacts_to_each_suggestions_latest_row_and_daily_batches_s
     from echo.jobs import track
 
     monkeypatch.setattr(track, "STATE_COMPACT_RUNS", 1)  # compact whenever two runs lie below the watermark
-    days = []
-    ev = Ev(user="w", doc="lib")
-    for d in range(3):
-        ev.t = T0 + d * DAY + 3_600_000
-        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
-                     ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
+    days = _long_lived_document_days(3)
     late = Ev(user="w", doc="lib", t0=T0 + 3_600_000 + 1_500).edit(2, 0, "#")  # day 0's version 3 comes last
     late.update(event_id="late-edit", doc_version=3)  # a version day 1 holds too: its walks are replayed
     whole, inc = one_run_vs_batches(_batches(tmp_path, *days, [late]), tmp_path)
@@ -239,12 +257,7 @@ def test_track_state_compacts_to_each_suggestions_latest_row_and_daily_batches_s
 
 @pytest.mark.slow  # make test-slow; the contract sample in three batches stays in the default run
 def test_a_daily_batch_of_a_long_lived_document_equals_one_run(spark, tmp_path):
-    days = []
-    ev = Ev(user="w", doc="lib")
-    for d in range(3):
-        ev.t = T0 + d * DAY + 3_600_000
-        days.append([ev.shown(f"s{d}", "x = 1"), ev.accepted(f"s{d}", "x = 1", ts=ev.t + 1_000),
-                     ev.edit(0, 0, "q", ts=ev.t + 2_000)])  # fmt: skip
+    days = _long_lived_document_days(3)
     whole, inc = one_run_vs_batches(_batches(tmp_path, *days), tmp_path)
     assert inc == whole
 

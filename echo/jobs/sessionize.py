@@ -9,7 +9,8 @@ longest session so far; each user's dirty intervals
 (:func:`echo.stages.sessionize.dirty_intervals`) are re-sessionized from the bronze
 days they cover; only the ``start_date`` partitions of removed or new sessions are
 rewritten. The intervals are recorded in ``_echo/session_changes`` for ``track``. A first
-run (nothing processed yet) sessionizes all the events it reads directly.
+run (nothing processed yet) sessionizes all the events it reads directly and records no
+changes (track's first run, the only one that could read them, replays every document).
 """
 
 from __future__ import annotations
@@ -108,9 +109,12 @@ def execute(
         parts |= set(stats[3]) if stats else set()
         info = {"echo.stage": STAGE, "echo.run_no": str(up_to)}
         # Before the sessions commit (a rerun after it would compare the new sessions
-        # with themselves; record_changes keeps what a first attempt recorded).
-        record_changes(lake, SESSION_CHANGES, changed_ranges(old, touched, sessions), since=since, up_to=up_to,
-                       info=info)  # fmt: skip
+        # with themselves; record_changes keeps what a first attempt recorded). A first
+        # run records none: the only track run that could read them is track's first,
+        # which replays every document whole and reads no session changes.
+        if since:
+            record_changes(lake, SESSION_CHANGES, changed_ranges(old, touched, sessions), since=since, up_to=up_to,
+                           info=info)  # fmt: skip
         replace_rows(lake, SESSIONS, sessions, touched, parts, info=info)
         progress.step("silver/sessions committed", sessions=n_sessions, days=len(parts),
                       version=lake.version(SESSIONS))  # fmt: skip

@@ -241,10 +241,12 @@ def execute(
     runs = list(range(since + 1, up_to + 1))
     new = new_events(lake, since, up_to).select(*PLAN_COLUMNS).cache()
     # stored events in the ranges of the sessions sessionize changed: their session id or
-    # end, hence a horizon, may have changed (a new event's suggestion is replayed anyway,
-    # so a first run, whose sessions are all new, reads nothing here)
-    changed = lake.read_partitions(SESSION_CHANGES, runs)
-    in_changes = events_in(lake, changed, since).select(*PLAN_COLUMNS).cache()
+    # end, hence a horizon, may have changed (a new event's suggestion is replayed anyway;
+    # a first run has no stored events, and replays every document whole)
+    if since:
+        in_changes = events_in(lake, lake.read_partitions(SESSION_CHANGES, runs), since).select(*PLAN_COLUMNS).cache()
+    else:
+        in_changes = lake.empty(EVENTS).select(*PLAN_COLUMNS)
     docs = new.select("doc_id", "user_id").unionByName(in_changes.select("doc_id", "user_id")).distinct().cache()
     # the affected documents' stored days (read once: their first language plans the
     # replay, their version ranges pick the days it reads)
