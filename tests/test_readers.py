@@ -32,11 +32,18 @@ def delta_extension() -> str:
 
 @pytest.fixture(scope="module")
 def lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The contract sample through ``run``, then one user forgotten: every table has rows."""
+    """The contract sample through ``run`` in two batches (a second run records the state
+    tables a first one does not, such as the session changes), then one user forgotten:
+    every table has rows."""
     from echo.jobs import forget, run
 
-    root = str(tmp_path_factory.mktemp("readers") / "lake")
-    assert run.main(["--events", str(CONTRACT_SAMPLE / "events.jsonl"), "--lake", root, "--quiet"]) == 0
+    tmp = tmp_path_factory.mktemp("readers")
+    root = str(tmp / "lake")
+    lines = (CONTRACT_SAMPLE / "events.jsonl").read_bytes().splitlines(keepends=True)
+    for i, part in enumerate((lines[: len(lines) // 2], lines[len(lines) // 2 :])):
+        batch = tmp / f"batch-{i}.jsonl"
+        batch.write_bytes(b"".join(part))
+        assert run.main(["--events", str(batch), "--lake", root, "--quiet"]) == 0
     users = read_table(root, "bronze/events")["user_id"].drop_duplicates().sort_values()
     assert forget.main(["--user", users.iloc[-1], "--lake", root, "--quiet"]) == 0
     return root
