@@ -216,21 +216,23 @@ def test_compacting_track_state_keeps_each_suggestions_latest_row_as_of_every_la
     rows = [  # doc, suggestion, user, lo, hi, reach (None: any version), run
         ("d", "a", "u", 0, 1, None, 1), ("d", "b", "u", 2, 3, 5, 1),
         ("d", "a", "u", 0, 1, 4, 2), ("e", "c", "v", 0, 0, 0, 2),  # a replayed again by run 2
-        ("d", "b", "u", 2, 3, 6, 3),  # above the watermark: kept as it is
+        ("d", "b", "u", 2, 3, 6, 4),  # above the watermark (run 3 replayed nothing): kept as it is
     ]
     lake.append(TRACK_STATE, spark.createDataFrame(rows, TRACK_STATE.schema))
 
     def latest(as_of: int) -> list[tuple]:
         return sorted(tuple(r) for r in track.latest_state(lake, as_of, user=True).collect())
 
-    before = {as_of: latest(as_of) for as_of in (2, 3)}
+    before = {as_of: latest(as_of) for as_of in (3, 4)}
     monkeypatch.setattr(track, "STATE_COMPACT_RUNS", 1)
-    assert track.compact_state(lake, 2) == [1, 2]
-    assert {as_of: latest(as_of) for as_of in (2, 3)} == before
+    assert track.compact_state(lake, 3) == [1, 2]
+    assert {as_of: latest(as_of) for as_of in (3, 4)} == before
     stored = sorted(tuple(r) for r in lake.read(TRACK_STATE).collect())
-    assert stored == [("d", "a", "u", 0, 1, 4, 2), ("d", "b", "u", 2, 3, 5, 2), ("d", "b", "u", 2, 3, 6, 3),
+    # into the newest compacted run's partition (run 3 has none)
+    assert stored == [("d", "a", "u", 0, 1, 4, 2), ("d", "b", "u", 2, 3, 5, 2), ("d", "b", "u", 2, 3, 6, 4),
                       ("e", "c", "v", 0, 0, 0, 2)]  # fmt: skip
-    assert track.compact_state(lake, 2) == []  # one run partition at or below the watermark: nothing to do
+    assert sorted(int(p) for p in lake.files_per_partition(TRACK_STATE)) == [2, 4]
+    assert track.compact_state(lake, 3) == []  # one run partition at or below the watermark: nothing to do
 
 
 @pytest.mark.slow  # make test-slow; the compaction itself stays in the default run

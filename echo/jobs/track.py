@@ -105,16 +105,16 @@ def latest_state(lake: Lake, since: int, *, user: bool = False) -> DataFrame:
 def compact_state(lake: Lake, since: int) -> list[int]:
     """When ``_echo/track_state`` holds more than :data:`STATE_COMPACT_RUNS` run partitions
     at or below the watermark ``since``, replace them, in one commit, with one partition
-    (``since``'s) holding each suggestion's latest row as of ``since``: what
-    :func:`latest_state` gives for ``since`` and every later run is unchanged (a newer
-    run's row still wins), and a run reads one row per suggestion ever plus those of the
-    runs since the last compaction, instead of one per suggestion and replaying run.
-    Returns the runs compacted (none: nothing to do). Rows above ``since`` (an interrupted
-    attempt's) are not touched; the run replaces them itself."""
+    (the newest of them: a run that replayed nothing wrote none) holding each suggestion's
+    latest row as of ``since``: what :func:`latest_state` gives for ``since`` and every
+    later run is unchanged (a newer run's row still wins), and a run reads one row per
+    suggestion ever plus those of the runs since the last compaction, instead of one per
+    suggestion and replaying run. Returns the runs compacted (none: nothing to do). Rows
+    above ``since`` (an interrupted attempt's) are not touched; the run replaces them."""
     runs = sorted(r for r in (int(p) for p in lake.files_per_partition(TRACK_STATE)) if r <= since)
     if len(runs) <= STATE_COMPACT_RUNS:
         return []
-    rows = latest_state(lake, since, user=True).withColumn("run_no", F.lit(since).cast("long"))
+    rows = latest_state(lake, since, user=True).withColumn("run_no", F.lit(runs[-1]).cast("long"))
     info = {"echo.stage": STAGE, "echo.run_no": str(since), "echo.op": "compact"}
     lake.replace_partitions(TRACK_STATE, rows.select(*TRACK_STATE.columns).coalesce(1), runs, info=info)
     return runs
