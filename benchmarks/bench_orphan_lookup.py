@@ -1,7 +1,8 @@
-"""Track's lookup of new orphans in silver/suggestions: by value through the files' bloom
-filters (``suggestion_id IN (...)``, what a daily run does) against the semi-join that
-reads the ``suggestion_id`` column of every file (what it did before, and still does for
-more than ``LOOKUP_IDS`` new orphans), on the same table, in one process.
+"""Track's lookup of new orphans in silver/suggestions (``echo.jobs.track.not_shown_anywhere``):
+by value through the files' bloom filters (``suggestion_id IN (...)``, what a daily run
+does) against its semi-join, which reads the ``suggestion_id`` column of every file (what
+it did before, and still does for more than ``LOOKUP_IDS`` new orphans), on the same
+table, in one process.
 
     python benchmarks/bench_orphan_lookup.py [--days 60] [--rows-per-day 20000] [--ids 10 --ids 100 --ids 1000]
 
@@ -64,6 +65,7 @@ def main() -> int:
 
     from pyspark.sql import functions as F
 
+    from echo.jobs import track
     from echo.lake import open_lake
     from echo.lake.tables import SUGGESTIONS
     from echo.spark import get_spark
@@ -104,14 +106,18 @@ def main() -> int:
         lakes[name] = (lake, table)
     present = [r[0] for r in rows.where(F.col("outcome") != "orphan").limit(max(sizes)).collect()]
 
-    def semi_join(lake: Any, table: Any, ids: list[str]) -> int:
-        fresh = spark.createDataFrame([(i,) for i in ids], "suggestion_id string")
-        shown = lake.read(table).where(F.col("outcome") != "orphan").select("suggestion_id")
-        return len(shown.join(fresh, "suggestion_id", "left_semi").distinct().collect())
+    def lookup(lookup_ids: int) -> Any:
+        """track's own lookup (echo.jobs.track.not_shown_anywhere), by value or, with no
+        ids allowed by value, by its semi-join; returns how many ids it found shown."""
 
-    def by_value(lake: Any, table: Any, ids: list[str]) -> int:
-        found = lake.read(table).where(F.col("suggestion_id").isin(ids) & (F.col("outcome") != "orphan"))
-        return len(found.select("suggestion_id").distinct().collect())
+        def run(lake: Any, ids: list[str]) -> int:
+            track.LOOKUP_IDS = lookup_ids
+            fresh = spark.createDataFrame([(i,) for i in ids], "suggestion_id string")
+            return len(ids) - track.not_shown_anywhere(lake, fresh).count()
+
+        return run
+
+    semi_join, by_value = lookup(0), lookup(track.LOOKUP_IDS)
 
     ways = {"semi-join": ("bloom", semi_join), "by value": ("bloom", by_value),
             "by value, no bloom filters": ("plain", by_value)}  # fmt: skip
@@ -124,10 +130,10 @@ def main() -> int:
             order = list(ways) if r % 2 == 0 else list(reversed(ways))
             for w in order:
                 lake_name, fn = ways[w]
-                lake, table = lakes[lake_name]
+                lake = lakes[lake_name][0]
                 spark.sparkContext.setJobDescription(f"{k}|{w}|{r}")
                 t = time.perf_counter()
-                found = fn(lake, table, ids)
+                found = fn(lake, ids)
                 secs[w].append(time.perf_counter() - t)
                 assert found == hits, (w, found, hits)
         results.append({"ids": k, "present": hits, "seconds": {w: statistics.median(v) for w, v in secs.items()},

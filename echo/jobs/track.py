@@ -330,6 +330,23 @@ def execute(
             "metric_days": len(metric_days), "days_rewritten": len(parts)}  # fmt: skip
 
 
+def not_shown_anywhere(lake: Lake, rows: DataFrame) -> DataFrame:
+    """``rows`` (with ``suggestion_id``) less those whose suggestion a stored
+    silver/suggestions row shows (any outcome but ``orphan``), looked up in every day of
+    the table: by value when the distinct ids are at most :data:`LOOKUP_IDS` (one ``IN``
+    filter; the files' bloom filters on ``suggestion_id`` let Spark skip the row groups
+    holding none of them), else by a semi-join, which reads the column of every file."""
+    ids = [r[0] for r in rows.select("suggestion_id").distinct().limit(LOOKUP_IDS + 1).collect()]
+    if not ids:
+        return rows
+    shown = lake.read(SUGGESTIONS).where(F.col("outcome") != "orphan").select("suggestion_id")
+    if len(ids) > LOOKUP_IDS:
+        return rows.join(shown.join(rows.select("suggestion_id").distinct(), "suggestion_id", "left_semi"),
+                         "suggestion_id", "left_anti")  # fmt: skip
+    found = [r[0] for r in shown.where(F.col("suggestion_id").isin(ids)).distinct().collect()]
+    return rows.where(~F.col("suggestion_id").isin(found)) if found else rows
+
+
 def _resolve(
     lake: Lake, replayed: DataFrame, texts: DataFrame, days: list[datetime.date]
 ) -> tuple[DataFrame, DataFrame, list[Any], list[Any]]:
@@ -342,33 +359,16 @@ def _resolve(
     A replayed orphan stands when no replayed row is shown for its suggestion and either
     the same orphan row is stored (it stood before this run, so no older shown existed
     anywhere; any newer shown is in a replayed document) or, for an orphan new to the
-    table, no stored row anywhere is a shown one: a lookup of every day of the table,
-    only in runs that produce new orphans, by value when they are at most
-    :data:`LOOKUP_IDS` (the files' bloom filters on ``suggestion_id`` let Spark skip
-    the row groups without them, so the lookup does not read the column of a lake's
-    whole history), else by a semi-join. A stored orphan of another document falls when
-    a replayed row shows its suggestion.
+    table, no stored row anywhere is a shown one (:func:`not_shown_anywhere`, a lookup
+    that reads no table unless the run produced new orphans). A stored orphan of another
+    document falls when a replayed row shows its suggestion.
     """
     shown = replayed.where(F.col("outcome") != "orphan").select("suggestion_id").distinct()
     orphans = replayed.where(F.col("outcome") == "orphan").join(shown, "suggestion_id", "left_anti")
     stored_orphans = lake.read_partitions(SUGGESTIONS, [ORPHAN_DAY]).where(F.col("outcome") == "orphan")
     stood = orphans.join(stored_orphans.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")
     fresh = orphans.join(stored_orphans.select(*ROW_KEYS), list(ROW_KEYS), "left_anti").cache()
-    fresh_ids = [r[0] for r in fresh.select("suggestion_id").distinct().limit(LOOKUP_IDS + 1).collect()]
-    if len(fresh_ids) > LOOKUP_IDS:  # many: a semi-join, reading the column of every file
-        shown_anywhere = (
-            lake.read(SUGGESTIONS).where(F.col("outcome") != "orphan").select("suggestion_id")
-            .join(fresh.select("suggestion_id").distinct(), "suggestion_id", "left_semi")
-        )  # fmt: skip
-        fresh = fresh.join(shown_anywhere, "suggestion_id", "left_anti")
-    elif fresh_ids:  # a few: looked up by value, through the files' bloom filters
-        found = (
-            lake.read(SUGGESTIONS).where(F.col("suggestion_id").isin(fresh_ids) & (F.col("outcome") != "orphan"))
-            .select("suggestion_id").distinct().collect()
-        )  # fmt: skip
-        if found:
-            fresh = fresh.where(~F.col("suggestion_id").isin([r[0] for r in found]))
-    kept = replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(fresh)
+    kept = replayed.where(F.col("outcome") != "orphan").unionByName(stood).unionByName(not_shown_anywhere(lake, fresh))
     rows = with_partition(with_shown_texts(kept, texts), lake.buckets).cache()
     old = (
         lake.read_partitions(SUGGESTIONS, [*days, ORPHAN_DAY]).join(replayed.select(*ROW_KEYS), list(ROW_KEYS), "left_semi")

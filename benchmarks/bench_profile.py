@@ -1,0 +1,116 @@
+"""Where one stage's time goes, warm: the stage run ROUNDS times in one process, each time
+on a fresh copy of the same lake (the lake the stages before it left, built once and kept
+in OUT), against three scans of the input (the first one cold); the last round's Spark
+jobs, from Spark's event log, with their call sites and seconds. What the jobs leave of a
+round is driver work and delta-rs commits.
+
+    python benchmarks/bench_profile.py sessionize --rounds 3 [--events-dir /tmp/echo-bench/n1000000/events]
+
+The input is bench_pipeline's (run it first, or name another folder of ``batch-*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ORDER = ("ingest", "sessionize", "track")
+
+
+def _jobs(logdir: Path) -> list[dict[str, Any]]:
+    jobs: dict[int, dict[str, Any]] = {}
+    for f in sorted(glob.glob(str(logdir / "**" / "*"), recursive=True)):
+        if not os.path.isfile(f):
+            continue
+        with open(f, encoding="utf-8") as fh:
+            for line in fh:
+                e = json.loads(line)
+                if e["Event"] == "SparkListenerJobStart":
+                    site = (e.get("Properties") or {}).get("callSite.short", "")
+                    jobs[e["Job ID"]] = {"start": e["Submission Time"] / 1000, "site": site}
+                elif e["Event"] == "SparkListenerJobEnd":
+                    jobs[e["Job ID"]]["end"] = e["Completion Time"] / 1000
+    return [j for _, j in sorted(jobs.items()) if "end" in j]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=ORDER)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--events-dir", default="/tmp/echo-bench/n1000000/events")
+    ap.add_argument("--out", default="/tmp/echo-profile")
+    args = ap.parse_args()
+
+    from echo.config import LakeConfig, PipelineConfig
+    from echo.jobs import ingest, sessionize, track
+    from echo.lake import open_lake
+    from echo.progress import Progress
+    from echo.spark import get_spark
+
+    out = Path(args.out)
+    logdir = out / "eventlog"
+    shutil.rmtree(logdir, ignore_errors=True)
+    logdir.mkdir(parents=True)
+    spark = get_spark("echo-profile", master="local[2]", conf={
+        "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{logdir}",
+        "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
+    })  # fmt: skip
+    batches = sorted(str(p) for p in Path(args.events_dir).iterdir() if p.name.startswith("batch-"))
+    cfg = PipelineConfig()
+
+    def run(stage: str, lake_dir: Path) -> Any:
+        lake = open_lake(spark, str(lake_dir))
+        lake.check_root(create=True)
+        lc = LakeConfig(lake=str(lake_dir))
+        if stage == "ingest":
+            return ingest.execute(spark, lake, batches, cfg, progress=Progress(stage))
+        mod = sessionize if stage == "sessionize" else track
+        return mod.execute(spark, lake, lc, cfg, progress=Progress(stage))
+
+    base: Path | None = None  # the lake the stages before this one leave
+    for stage in ORDER[: ORDER.index(args.stage)]:
+        kept = out / f"after-{stage}"
+        if not kept.exists():
+            tmp = out / "building"
+            shutil.rmtree(tmp, ignore_errors=True)
+            if base is not None:
+                shutil.copytree(base, tmp)
+            run(stage, tmp)
+            tmp.rename(kept)
+        base = kept
+    scans = []
+    for _ in range(3):
+        t = time.perf_counter()
+        spark.read.text(batches).count()
+        scans.append(round(time.perf_counter() - t, 2))
+    rounds = []
+    for _ in range(args.rounds):
+        work = out / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        if base is not None:
+            shutil.copytree(base, work)
+        t0 = time.time()
+        run(args.stage, work)
+        rounds.append((t0, time.time()))
+    spark.stop()
+    print(f"scans (first cold) {scans}; {args.stage} rounds {[round(b - a, 1) for a, b in rounds]} s")
+    t0, t1 = rounds[-1]
+    total = 0.0
+    print("last round's jobs (start s, seconds, call site):")
+    for j in _jobs(logdir):
+        if j["start"] >= t0 and j["end"] <= t1 + 1:
+            total += j["end"] - j["start"]
+            print(f"{j['start'] - t0:7.2f} {j['end'] - j['start']:6.2f}  {j['site']}")
+    print(f"jobs {total:.2f} s (concurrent jobs overlap) of a {t1 - t0:.2f} s round")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
