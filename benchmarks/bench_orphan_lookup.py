@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import shutil
@@ -31,25 +30,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import eventlog  # benchmarks/eventlog.py: run as a script, its folder is on the path
+
 
 def _bytes_by_job_group(logdir: Path) -> dict[str, int]:
     """Input bytes of every task, summed per job description."""
     desc: dict[int, str] = {}
     out: dict[str, int] = {}
-    for f in glob.glob(str(logdir / "**" / "*"), recursive=True):
-        if not os.path.isfile(f):
-            continue
-        with open(f, encoding="utf-8") as fh:
-            for line in fh:
-                e = json.loads(line)
-                if e["Event"] == "SparkListenerJobStart":
-                    d = (e.get("Properties") or {}).get("spark.job.description") or ""
-                    for s in e["Stage IDs"]:
-                        desc[s] = d
-                elif e["Event"] == "SparkListenerTaskEnd":
-                    m = (e.get("Task Metrics") or {}).get("Input Metrics") or {}
-                    key = desc.get(e["Stage ID"], "")
-                    out[key] = out.get(key, 0) + int(m.get("Bytes Read", 0))
+    for e in eventlog.events(logdir):
+        if e["Event"] == "SparkListenerJobStart":
+            d = (e.get("Properties") or {}).get("spark.job.description") or ""
+            for s in e["Stage IDs"]:
+                desc[s] = d
+        elif e["Event"] == "SparkListenerTaskEnd":
+            m = (e.get("Task Metrics") or {}).get("Input Metrics") or {}
+            key = desc.get(e["Stage ID"], "")
+            out[key] = out.get(key, 0) + int(m.get("Bytes Read", 0))
     return out
 
 
@@ -74,10 +70,7 @@ def main() -> int:
     shutil.rmtree(out, ignore_errors=True)
     logdir = out / "eventlog"
     logdir.mkdir(parents=True)
-    spark = get_spark("echo-bench-orphans", master="local[2]", conf={
-        "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{logdir}",
-        "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
-    })  # fmt: skip
+    spark = get_spark("echo-bench-orphans", master="local[2]", conf=eventlog.conf(logdir))
     plain_table = dataclasses.replace(SUGGESTIONS, bloom_filters=())
     lakes = {}
     n = args.days * args.rows_per_day

@@ -12,31 +12,25 @@ The input is bench_pipeline's (run it first, or name another folder of ``batch-*
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import eventlog  # benchmarks/eventlog.py: run as a script, its folder is on the path
+
 ORDER = ("ingest", "sessionize", "track")
 
 
 def _jobs(logdir: Path) -> list[dict[str, Any]]:
     jobs: dict[int, dict[str, Any]] = {}
-    for f in sorted(glob.glob(str(logdir / "**" / "*"), recursive=True)):
-        if not os.path.isfile(f):
-            continue
-        with open(f, encoding="utf-8") as fh:
-            for line in fh:
-                e = json.loads(line)
-                if e["Event"] == "SparkListenerJobStart":
-                    site = (e.get("Properties") or {}).get("callSite.short", "")
-                    jobs[e["Job ID"]] = {"start": e["Submission Time"] / 1000, "site": site}
-                elif e["Event"] == "SparkListenerJobEnd":
-                    jobs[e["Job ID"]]["end"] = e["Completion Time"] / 1000
+    for e in eventlog.events(logdir):
+        if e["Event"] == "SparkListenerJobStart":
+            site = (e.get("Properties") or {}).get("callSite.short", "")
+            jobs[e["Job ID"]] = {"start": e["Submission Time"] / 1000, "site": site}
+        elif e["Event"] == "SparkListenerJobEnd":
+            jobs[e["Job ID"]]["end"] = e["Completion Time"] / 1000
     return [j for _, j in sorted(jobs.items()) if "end" in j]
 
 
@@ -58,10 +52,7 @@ def main() -> int:
     logdir = out / "eventlog"
     shutil.rmtree(logdir, ignore_errors=True)
     logdir.mkdir(parents=True)
-    spark = get_spark("echo-profile", master="local[2]", conf={
-        "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{logdir}",
-        "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
-    })  # fmt: skip
+    spark = get_spark("echo-profile", master="local[2]", conf=eventlog.conf(logdir))
     batches = sorted(str(p) for p in Path(args.events_dir).iterdir() if p.name.startswith("batch-"))
     cfg = PipelineConfig()
 
