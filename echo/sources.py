@@ -219,7 +219,7 @@ def plan_tasks(files: Sequence[InputFile], split_bytes: int = SPLIT_BYTES) -> li
 RecordRow = tuple[Any, ...]
 
 
-def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes, raw_text: str | None, v: Verdict) -> RecordRow:
+def _row(task: ReadTask, pos: int, line_no: int | None, raw: bytes | None, raw_text: str | None, v: Verdict) -> RecordRow:
     # a refused record keeps its user id (when it has one) so that ingest can tell a
     # forgotten user's records apart; the event columns are otherwise empty
     ev = v.event or {"user_id": v.user_id}
@@ -320,10 +320,10 @@ def read_task(task: ReadTask, max_text_bytes: int) -> Iterator[RecordRow]:
         if not line.strip():
             continue
         v = validate_json_line(line, max_text_bytes=max_text_bytes)
-        # the text form is kept for refused records only; a valid record's raw text is
-        # its bytes decoded (valid UTF-8 by definition), derived if it is refused later
+        # the raw bytes and text are kept for refused records only: a valid record that is
+        # quarantined later (a conflicting copy) has its line read again (read_lines)
         text = line.decode("utf-8", errors="replace") if v.reason else None
-        yield _row(task, pos, line_no, line, text, v)
+        yield _row(task, pos, line_no, line if v.reason else None, text, v)
 
 
 def _read_parquet(
@@ -424,12 +424,13 @@ def _fast_batch(
     n = len(lines)
     refused = pc.is_valid(cols["q_reason"])
     raw = pc.if_else(refused, texts_ok, pa.nulls(n, pa.string()))
+    raw_bytes = pc.if_else(refused, lines, pa.nulls(n, pa.binary()))  # refused only, as read_task
     values = {
         "source": pa.array([task.file.uri] * n, pa.string()) if n else pa.array([], pa.string()),
         "path_idx": pa.array(np.full(n, task.file.path_idx, dtype=np.int32)),
         "pos": pa.array(pos, pa.int64()),
         "line_no": line_nos,
-        "raw_bytes": lines,
+        "raw_bytes": raw_bytes,
         "raw": raw,
         **cols,
     }
@@ -489,7 +490,7 @@ def read_task_batches(task: ReadTask, max_text_bytes: int, schema: Any) -> Itera
                 v = validate_json_line(line, max_text_bytes=max_text_bytes)
                 text = line.decode("utf-8", errors="replace") if v.reason else None
                 no = int(numbers[i]) if numbers is not None else None
-                rows.append(_row(task, base + int(starts[i]), no, line, text, v))
+                rows.append(_row(task, base + int(starts[i]), no, line if v.reason else None, text, v))
             yield from _batches(iter(rows), schema)
 
 
@@ -511,7 +512,9 @@ def records_schema() -> Any:
             StructField("path_idx", IntegerType(), False),
             StructField("pos", LongType(), False),
             StructField("line_no", LongType(), True),
-            StructField("raw_bytes", BinaryType(), False),
+            # JSON Lines: refused records only (a line is read again by read_lines when a
+            # valid record is quarantined later); Parquet: every record (its canonical text)
+            StructField("raw_bytes", BinaryType(), True),
             StructField("raw", StringType(), True),  # refused records only (see read_task)
             StructField("q_reason", StringType(), True),  # None: valid event
             StructField("q_detail", StringType(), True),
@@ -560,3 +563,44 @@ def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_by
 
     ids = spark.range(0, len(tasks), 1, numPartitions=max(1, len(tasks)))
     return ids.mapInArrow(read, records_schema())
+
+
+def _lines_at(f: InputFile, positions: Sequence[int]) -> list[bytes]:
+    """The lines of JSON Lines input ``f`` that start at the byte offsets ``positions``
+    (ascending; offsets into the decompressed text of a ``.gz``), as the read gave them:
+    without the newline and trailing carriage returns."""
+    fs, p = _fs(f.uri)
+    out: list[bytes] = []
+    with fs.open_input_file(p) as native:
+        fh: Any = io.BufferedReader(_RawAdapter(native), buffer_size=1 << 20)
+        if f.fmt == "jsonl.gz":  # forward seeks only: the file is decompressed once
+            fh = io.BufferedReader(gzip.GzipFile(fileobj=fh), buffer_size=1 << 20)
+        for pos in positions:
+            fh.seek(pos)
+            out.append(fh.readline().rstrip(b"\n").rstrip(b"\r"))
+    return out
+
+
+def read_lines(files: Sequence[InputFile], positions: DataFrame) -> DataFrame:
+    """``path_idx, pos, raw_bytes``: the JSON Lines records at ``positions`` (``path_idx,
+    pos`` of :func:`read_records`' rows) read again from their inputs, one Spark task per
+    input file. :func:`read_records` keeps the raw bytes of refused records only; this
+    gives them for the few valid records that a run quarantines after all (conflicting
+    copies). An input that cannot be read fails the job (the caller's ``InputError``)."""
+    import pyarrow as pa
+
+    by_idx = {f.path_idx: f for f in files}
+    fields = [pa.field("path_idx", pa.int32()), pa.field("pos", pa.int64()), pa.field("raw_bytes", pa.binary())]
+
+    def read(batches: Iterable[Any]) -> Iterable[Any]:
+        wanted: dict[int, set[int]] = {}
+        for batch in batches:
+            for i, pos in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                wanted.setdefault(int(i), set()).add(int(pos))
+        for i in sorted(wanted):
+            ps = sorted(wanted[i])
+            arrays = [pa.array([i] * len(ps), pa.int32()), pa.array(ps, pa.int64()), pa.array(_lines_at(by_idx[i], ps), pa.binary())]
+            yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    wanted = positions.select("path_idx", "pos").repartition("path_idx")
+    return wanted.mapInArrow(read, "path_idx int, pos long, raw_bytes binary")

@@ -4,6 +4,7 @@ when the very same input file is ingested again)."""
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,24 @@ def test_malformed_records_naming_a_forgotten_user_never_come_back_to_quarantine
     raws = sorted(r[0] for r in lk.read(QUARANTINE).select("raw").collect())
     assert raws == sorted([others[0].decode(), '{"x": "other"'])
     assert _rows_on_disk(Path(lake), VICTIM) == []
+
+
+def test_a_conflicting_copy_naming_a_forgotten_user_stays_out_of_quarantine(
+    spark: Any, lake: str, tmp_path: Path
+) -> None:
+    """A valid record quarantined as a conflicting copy is checked by its raw text too (its
+    line is read again from the input: ingest keeps raw bytes of refused records only)."""
+    from echo.cli import main
+    from echo.lake import open_lake
+
+    ev = Ev(user="other")
+    shown = ev.shown("s1", "x = 1")
+    first = write_jsonl(tmp_path / "a" / "events.jsonl", [ev.shown("s0", "x = 0")])
+    assert main(["ingest", "--events", str(first), "--lake", lake, "--quiet"]) == 0
+    assert main(["forget", "--user", VICTIM, "--lake", lake, "--quiet"]) == 0
+    copies = [shown, {**shown, "text": VICTIM}, {**shown, "text": "x = 3"}]  # the last two conflict
+    second = write_jsonl(tmp_path / "b" / "events.jsonl", copies)
+    assert main(["ingest", "--events", str(second), "--lake", lake, "--quiet"]) == 0
+    lk = open_lake(spark, lake, "delta-rs")
+    assert [r.raw for r in lk.read(QUARANTINE).collect()] == [json.dumps(copies[2], ensure_ascii=False)]
+    assert _tables_holding(lk, VICTIM) == {}

@@ -134,6 +134,17 @@ def test_quarantine_keeps_raw_bytes_and_line(batches):
     assert bad.source == batches["a"] and bad.line_no == 7
 
 
+def test_conflicting_duplicate_keeps_its_line_as_raw_bytes(batches):
+    q = read_table(batches["lake"], "bronze/quarantine")
+    conflicts = q[q.reason == "conflicting_duplicate"]
+    assert set(conflicts.source) == {batches["a"], batches["b"], batches["c"]}  # plain and gzip inputs
+    for row in conflicts.itertuples():
+        with (gzip.open(row.source) if row.source.endswith(".gz") else open(row.source, "rb")) as fh:
+            line = fh.read().split(b"\n")[row.line_no - 1]
+        assert bytes(row.raw_bytes) == line
+        assert row.raw == line.decode()
+
+
 def test_bronze_events_partitioned_by_event_date(batches):
     dt = DeltaTable(f"{batches['lake']}/bronze/events")
     assert dt.metadata().partition_columns == ["event_date"]

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from echo.sources import (
     _arrow_records_schema,
     _batches,
+    _iter_lines,
+    _lines_at,
     list_inputs,
     plan_tasks,
     read_task,
@@ -224,3 +226,26 @@ def test_vectorized_read_path_reads_a_file_in_several_chunks(tmp_path, monkeypat
     fast, ref = _read_both(path, 1 << 30)
     assert len(fast) == 51
     assert fast == ref
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=st.lists(st.one_of(lines(), st.sampled_from([b"", b" \r", b"\r\r"])), min_size=1, max_size=20),
+    crlf=st.booleans(),
+    last_newline=st.booleans(),
+    gz=st.booleans(),
+)
+def test_a_line_read_again_by_its_position_is_the_line_read(tmp_path_factory, batch, crlf, last_newline, gz):
+    """Ingest keeps the raw bytes of refused records only and reads a line again when a
+    valid record is quarantined later: by its (path_idx, pos), the same bytes."""
+    import gzip
+
+    end = b"\r\n" if crlf else b"\n"
+    body = end.join(batch) + (end if last_newline else b"")
+    name = "events.jsonl.gz" if gz else "events.jsonl"
+    path = tmp_path_factory.mktemp("again") / name
+    path.write_bytes(gzip.compress(body) if gz else body)
+    (f,) = list_inputs([str(path)])
+    (task,) = plan_tasks([f])
+    read = list(_iter_lines(task))
+    assert _lines_at(f, [pos for pos, _, _ in read]) == [line for _, _, line in read]

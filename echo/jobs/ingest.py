@@ -26,7 +26,14 @@ from echo.lake.tables import (
     QUARANTINE,
 )
 from echo.progress import Progress
-from echo.sources import READ_ERROR, InputFile, changed_inputs, list_inputs, read_records
+from echo.sources import (
+    READ_ERROR,
+    InputFile,
+    changed_inputs,
+    list_inputs,
+    read_lines,
+    read_records,
+)
 from echo.spark import spark_session
 from echo.stages.ingest import (
     KEY_COLUMNS,
@@ -39,11 +46,14 @@ from echo.stages.ingest import (
     kept_event_dates,
     kept_ids,
     kept_records,
+    needs_raw_bytes,
     quarantined_records,
     to_event_index,
     to_events,
     to_quarantine,
+    with_raw_bytes,
 )
+from echo.stages.validate import CONFLICTING_DUPLICATE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,7 +109,8 @@ def execute(
     records = read_records(spark, files, max_text_bytes=cfg.max_text_bytes).persist(StorageLevel.DISK_ONLY)
     keys = records.select(*KEY_COLUMNS).persist(StorageLevel.DISK_ONLY)
     ids = batch_ids(keys).persist(StorageLevel.DISK_ONLY)
-    classified: DataFrame | None = None
+    cached: list[DataFrame] = []  # unpersisted at the end
+    again: DataFrame | None = None
     try:
         try:  # one pass parses the inputs and fills both caches (records on disk, keys)
             keys.count()
@@ -107,13 +118,25 @@ def execute(
         except Exception as exc:  # a file vanished or became unreadable mid-read
             raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
         known_q = lake.read(QUARANTINE).where(F.col("run_no") <= published).select("record_hash")
-        classified = classify(keys, known_events, known_q)
-        if lake.exists(FORGOTTEN_USERS):
-            raws = records.select("content_hash", "raw", "raw_bytes")
-            classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS), raws)
-        classified = classified.persist(StorageLevel.DISK_ONLY)
+        classified = classify(keys, known_events, known_q).persist(StorageLevel.DISK_ONLY)
+        cached.append(classified)
         try:
             counts = count_outcomes(classified)
+            # the records carry raw bytes for refused records only: the lines of the valid
+            # records quarantined after all (conflicting copies) are read again
+            conflicting = counts["quarantined_by_reason"].get(CONFLICTING_DUPLICATE, 0)
+            few_again = conflicting <= BROADCAST_EXCEPTIONS
+            if conflicting:
+                again = read_lines(files, needs_raw_bytes(classified, few=few_again)).persist(StorageLevel.DISK_ONLY)
+                cached.append(again)
+                again.count()
+            if lake.exists(FORGOTTEN_USERS):
+                raws = records if again is None else with_raw_bytes(records, again, few=few_again)
+                raws = raws.select("content_hash", "raw", "raw_bytes")
+                classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS), raws)
+                classified = classified.persist(StorageLevel.DISK_ONLY)
+                cached.append(classified)
+                counts = count_outcomes(classified)
         except Exception as exc:  # a file vanished or became unreadable mid-read
             raise InputError(f"cannot read inputs: {_first_line(exc)}") from None
         finally:
@@ -144,6 +167,8 @@ def execute(
         excepted = F.broadcast(excepted) if few else excepted.hint("merge")
         if counts["quarantined"]:
             refused = quarantined_records(records, excepted)
+            if again is not None:
+                refused = with_raw_bytes(refused, again, few=few_again)
             lake.append(QUARANTINE, to_quarantine(refused, run_no=run_no, ingested_at=started), info=info)
             progress.step("bronze/quarantine committed", version=lake.version(QUARANTINE))
         event_dates: list[str] = []
@@ -156,8 +181,8 @@ def execute(
     finally:
         ids.unpersist()
         keys.unpersist()
-        if classified is not None:
-            classified.unpersist()
+        for df in cached:
+            df.unpersist()
         records.unpersist()
 
     try:  # an input that changed after it was read: undo this run, publish nothing

@@ -187,6 +187,30 @@ def quarantined_records(records: DataFrame, excepted: DataFrame) -> DataFrame:
     return records.join(refused, ["path_idx", "pos"], "inner")
 
 
+def needs_raw_bytes(classified: DataFrame, *, few: bool = True) -> DataFrame:
+    """``path_idx, pos`` of the valid records whose raw bytes a run needs: those quarantined
+    (conflicting copies) and the valid records with the same content as one (whose raw
+    text :func:`drop_forgotten_users` reads too). The records carry raw bytes for refused
+    records only (:func:`echo.sources.read_records`); these are read again. ``few``: the
+    quarantined records are few enough to broadcast."""
+    hashes = classified.where((F.col("status") == QUARANTINED) & F.col("q_reason").isNull()).select("content_hash")
+    hashes = hashes.distinct()
+    valid = classified.where(F.col("q_reason").isNull())
+    return valid.join(F.broadcast(hashes) if few else hashes, "content_hash", "left_semi").select("path_idx", "pos")
+
+
+def with_raw_bytes(records: DataFrame, read_again: DataFrame, *, few: bool = True) -> DataFrame:
+    """``records`` with the raw bytes of ``read_again`` (``path_idx, pos, raw_bytes``:
+    :func:`echo.sources.read_lines` of :func:`needs_raw_bytes`) where they have none.
+    ``few``: ``read_again`` is small enough to broadcast."""
+    again = read_again.select("path_idx", "pos", F.col("raw_bytes").alias("_again"))
+    return (
+        records.join(F.broadcast(again) if few else again, ["path_idx", "pos"], "left")
+        .withColumn("raw_bytes", F.coalesce(F.col("raw_bytes"), F.col("_again")))
+        .drop("_again")
+    )
+
+
 def to_event_index(events: DataFrame) -> DataFrame:
     """_echo/event_index rows of bronze/events rows, one task per bucket (so one file per
     bucket and run), sorted by key within it."""
