@@ -581,12 +581,13 @@ def _lines_at(f: InputFile, positions: Sequence[int]) -> list[bytes]:
     return out
 
 
-def read_lines(files: Sequence[InputFile], positions: DataFrame) -> DataFrame:
+def read_lines(files: Sequence[InputFile], positions: DataFrame, *, tasks: int | None = None) -> DataFrame:
     """``path_idx, pos, raw_bytes``: the JSON Lines records at ``positions`` (``path_idx,
-    pos`` of :func:`read_records`' rows) read again from their inputs, one Spark task per
-    input file. :func:`read_records` keeps the raw bytes of refused records only; this
-    gives them for the few valid records that a run quarantines after all (conflicting
-    copies). An input that cannot be read fails the job (the caller's ``InputError``)."""
+    pos`` of :func:`read_records`' rows) read again from their inputs, by ``tasks`` Spark
+    tasks (the positions of one file in one task; None: one task, for a few positions).
+    :func:`read_records` keeps the raw bytes of refused records only; this gives them for
+    the few valid records that a run quarantines after all (conflicting copies). An input
+    that cannot be read fails the job (the caller's ``InputError``)."""
     import pyarrow as pa
 
     by_idx = {f.path_idx: f for f in files}
@@ -602,5 +603,6 @@ def read_lines(files: Sequence[InputFile], positions: DataFrame) -> DataFrame:
             arrays = [pa.array([i] * len(ps), pa.int32()), pa.array(ps, pa.int64()), pa.array(_lines_at(by_idx[i], ps), pa.binary())]
             yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
-    wanted = positions.select("path_idx", "pos").repartition("path_idx")
+    wanted = positions.select("path_idx", "pos")
+    wanted = wanted.coalesce(1) if tasks is None else wanted.repartition(tasks, "path_idx")
     return wanted.mapInArrow(read, "path_idx int, pos long, raw_bytes binary")

@@ -126,11 +126,13 @@ def execute(
             # records quarantined after all (conflicting copies) are read again
             conflicting = counts["quarantined_by_reason"].get(CONFLICTING_DUPLICATE, 0)
             few_again = conflicting <= BROADCAST_EXCEPTIONS
+            forgotten = lake.exists(FORGOTTEN_USERS)
             if conflicting:
-                again = read_lines(files, needs_raw_bytes(classified, few=few_again)).persist(StorageLevel.DISK_ONLY)
+                wanted = needs_raw_bytes(classified, copies=forgotten, few=few_again)
+                again = read_lines(files, wanted, tasks=None if few_again else len(files)).persist(StorageLevel.DISK_ONLY)
                 cached.append(again)
                 again.count()
-            if lake.exists(FORGOTTEN_USERS):
+            if forgotten:
                 raws = records if again is None else with_raw_bytes(records, again, few=few_again)
                 raws = raws.select("content_hash", "raw", "raw_bytes")
                 classified = drop_forgotten_users(classified, lake.read(FORGOTTEN_USERS), raws)

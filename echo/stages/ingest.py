@@ -187,14 +187,16 @@ def quarantined_records(records: DataFrame, excepted: DataFrame) -> DataFrame:
     return records.join(refused, ["path_idx", "pos"], "inner")
 
 
-def needs_raw_bytes(classified: DataFrame, *, few: bool = True) -> DataFrame:
+def needs_raw_bytes(classified: DataFrame, *, copies: bool, few: bool = True) -> DataFrame:
     """``path_idx, pos`` of the valid records whose raw bytes a run needs: those quarantined
-    (conflicting copies) and the valid records with the same content as one (whose raw
-    text :func:`drop_forgotten_users` reads too). The records carry raw bytes for refused
-    records only (:func:`echo.sources.read_records`); these are read again. ``few``: the
-    quarantined records are few enough to broadcast."""
-    hashes = classified.where((F.col("status") == QUARANTINED) & F.col("q_reason").isNull()).select("content_hash")
-    hashes = hashes.distinct()
+    (conflicting copies) and, with ``copies``, the valid records with the same content as
+    one (whose raw text :func:`drop_forgotten_users` reads too). The records carry raw
+    bytes for refused records only (:func:`echo.sources.read_records`); these are read
+    again. ``few``: the quarantined records are few enough to broadcast."""
+    conflicting = classified.where((F.col("status") == QUARANTINED) & F.col("q_reason").isNull())
+    if not copies:
+        return conflicting.select("path_idx", "pos")
+    hashes = conflicting.select("content_hash").distinct()
     valid = classified.where(F.col("q_reason").isNull())
     return valid.join(F.broadcast(hashes) if few else hashes, "content_hash", "left_semi").select("path_idx", "pos")
 
