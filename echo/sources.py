@@ -585,12 +585,14 @@ def read_lines(files: Sequence[InputFile], positions: DataFrame, *, tasks: int |
     """``path_idx, pos, raw_bytes``: the JSON Lines records at ``positions`` (``path_idx,
     pos`` of :func:`read_records`' rows) read again from their inputs, by ``tasks`` Spark
     tasks (the positions of one file in one task; None: one task, for a few positions).
-    :func:`read_records` keeps the raw bytes of refused records only; this gives them for
-    the few valid records that a run quarantines after all (conflicting copies). An input
+    :func:`read_records` keeps the raw bytes of refused JSON Lines records only; this gives
+    them for the few valid records that a run quarantines after all (conflicting copies).
+    Positions in Parquet inputs are left out (their records keep their text). An input
     that cannot be read fails the job (the caller's ``InputError``)."""
     import pyarrow as pa
+    from pyspark.sql import functions as F
 
-    by_idx = {f.path_idx: f for f in files}
+    by_idx = {f.path_idx: f for f in files if f.fmt != "parquet"}
     fields = [pa.field("path_idx", pa.int32()), pa.field("pos", pa.int64()), pa.field("raw_bytes", pa.binary())]
 
     def read(batches: Iterable[Any]) -> Iterable[Any]:
@@ -603,6 +605,6 @@ def read_lines(files: Sequence[InputFile], positions: DataFrame, *, tasks: int |
             arrays = [pa.array([i] * len(ps), pa.int32()), pa.array(ps, pa.int64()), pa.array(_lines_at(by_idx[i], ps), pa.binary())]
             yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
-    wanted = positions.select("path_idx", "pos")
+    wanted = positions.select("path_idx", "pos").where(F.col("path_idx").isin(sorted(by_idx)))
     wanted = wanted.coalesce(1) if tasks is None else wanted.repartition(tasks, "path_idx")
     return wanted.mapInArrow(read, "path_idx int, pos long, raw_bytes binary")

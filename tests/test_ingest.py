@@ -145,6 +145,20 @@ def test_conflicting_duplicate_keeps_its_line_as_raw_bytes(batches):
         assert row.raw == line.decode()
 
 
+def test_a_conflicting_copy_in_parquet_keeps_its_row_as_raw_text(spark, tmp_path):
+    e = Ev().edit(0, 0, "x")
+    rows = [e, dict(e, insert_text="CONFLICT")]
+    p = tmp_path / "in" / "events.parquet"
+    p.parent.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), p)
+    lake = str(tmp_path / "lake")
+    run_stages([p], lake, stages=("ingest",))
+    (row,) = read_table(lake, "bronze/quarantine").itertuples()
+    assert row.reason == "conflicting_duplicate"
+    assert json.loads(row.raw)["insert_text"] == "CONFLICT"
+    assert bytes(row.raw_bytes) == row.raw.encode()
+
+
 def test_bronze_events_partitioned_by_event_date(batches):
     dt = DeltaTable(f"{batches['lake']}/bronze/events")
     assert dt.metadata().partition_columns == ["event_date"]
