@@ -104,12 +104,16 @@ def imbalanced_split(
 
 
 def planetoid_root() -> Path:
-    """Where the Planetoid raw files are: ``$ECHO_PLANETOID_DIR``, else the first
+    """Where the Planetoid raw files are: ``$ECHO_PLANETOID_DIR``, else
+    ``$ECHO_SHARED/datasets/planetoid`` (the shared folder the tests use), else the first
     ``shared/datasets/planetoid`` beside the repository or one of its parents (a git
     worktree sits deeper than the main checkout). The path may not exist."""
     env = os.environ.get("ECHO_PLANETOID_DIR")
     if env:
         return Path(env)
+    shared = os.environ.get("ECHO_SHARED")
+    if shared:
+        return Path(shared) / "datasets" / "planetoid"
     here = Path(__file__).resolve().parents[2]
     for parent in (here, *here.parents):
         cand = parent / "shared" / "datasets" / "planetoid"
