@@ -107,6 +107,34 @@ def test_an_input_written_to_while_it_is_read_is_refused_and_no_table_changes(
     assert snapshot(lake) == before
 
 
+def test_an_input_that_vanishes_before_its_conflicting_copies_are_read_again_is_refused(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest reads the lines of conflicting copies again after classifying: an input gone
+    by then is a one-line InputError, and nothing is written."""
+    import echo.jobs.ingest as ingest_job
+    from echo.jobs import ingest
+
+    lake = tmp_path / "lake"
+    first = write_jsonl(tmp_path / "a.jsonl", _events("u1"))
+    assert ingest.main(["--events", str(first), "--lake", str(lake), "--quiet"]) == 0
+    before = snapshot(lake)
+    shown = Ev(user="u1").shown("s1", "x = 1")
+    doomed = write_jsonl(tmp_path / "b.jsonl", [{**shown, "text": "x = 2"}])  # conflicts with a.jsonl's
+    real = ingest_job.read_lines
+
+    def vanish_first(files: Any, positions: Any, **kw: Any) -> Any:
+        doomed.unlink()
+        return real(files, positions, **kw)
+
+    monkeypatch.setattr(ingest_job, "read_lines", vanish_first)
+    with pytest.raises(InputError, match=r"^cannot read inputs: ") as err:
+        ingest.main(["--events", str(doomed), "--lake", str(lake), "--quiet"])
+    assert len(str(err.value).splitlines()) == 1
+    assert not doomed.exists()  # the re-read was reached
+    assert snapshot(lake) == before
+
+
 def test_an_input_that_vanishes_before_the_run_is_published_is_refused_and_its_rows_undone(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
