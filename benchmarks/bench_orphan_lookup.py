@@ -104,9 +104,8 @@ def main() -> int:
         ids allowed by value, by its semi-join; returns how many ids it found shown."""
 
         def run(lake: Any, ids: list[str]) -> int:
-            track.LOOKUP_IDS = lookup_ids
             fresh = spark.createDataFrame([(i,) for i in ids], "suggestion_id string")
-            return len(ids) - track.not_shown_anywhere(lake, fresh).count()
+            return len(ids) - track.not_shown_anywhere(lake, fresh, lookup_ids=lookup_ids).count()
 
         return run
 

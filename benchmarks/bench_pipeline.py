@@ -88,13 +88,12 @@ def generate(n_events: int, out: Path) -> tuple[list[Path], int]:
     return res.batch_dirs, res.records
 
 
-def run_stage(spark: Any, stage: str, lake: Any, lake_cfg: Any, cfg: Any, paths: list[str], progress: Any) -> Any:
-    from echo.jobs import ingest, sessionize, track
+def run_stage(spark: Any, stage: str, lake: Any, lake_cfg: Any, paths: list[str], *, quiet: bool = False) -> Any:
+    """One stage through the pipeline's runner (what ``echo run`` calls), default settings."""
+    from echo.jobs.runner import PIPELINE, StageContext
 
-    if stage == "ingest":
-        return ingest.execute(spark, lake, paths, cfg, progress=progress)
-    job = sessionize if stage == "sessionize" else track
-    return job.execute(spark, lake, lake_cfg, cfg, progress=progress)
+    ctx = StageContext(spark, lake, lake_cfg, events=tuple(paths), quiet=quiet)
+    return {s.name: s for s in PIPELINE}[stage](ctx)
 
 
 def main() -> int:
@@ -109,10 +108,9 @@ def main() -> int:
 
     from pyspark.sql import functions as F
 
-    from echo.config import LakeConfig, PipelineConfig
+    from echo.config import LakeConfig
     from echo.lake import open_lake
     from echo.lake.tables import EVENTS
-    from echo.progress import Progress
     from echo.spark import get_spark
 
     spark = get_spark("echo-bench", master=args.master)  # memory sized from the machine (echo/spark.py)
@@ -135,7 +133,7 @@ def main() -> int:
             row["scan_cold_s"], row["scan_s"] = scans[0], min(scans[1:])
             row["scan_lines"] = lines
         row["scan_peak_rss_gb"] = mem.peak / 1e9
-        lake_cfg, cfg = LakeConfig(lake=str(lake_dir)), PipelineConfig()
+        lake_cfg = LakeConfig(lake=str(lake_dir))
         lake = open_lake(spark, lake_cfg.lake)  # one process, a fresh lake: no lease needed
         lake.check_root(create=True)
         paths = [str(b) for b in batches]
@@ -147,7 +145,7 @@ def main() -> int:
                 shutil.copytree(lake_dir, root / f"before-{stage}")
             with PeakRSS() as mem:
                 t = time.perf_counter()
-                run_stage(spark, stage, lake, lake_cfg, cfg, paths, Progress(stage))
+                run_stage(spark, stage, lake, lake_cfg, paths)
                 dt = time.perf_counter() - t
             row[f"{stage}_s"] = dt
             row[f"{stage}_events_per_s"] = records / dt
@@ -174,7 +172,7 @@ def main() -> int:
                 warm_lake = open_lake(spark, warm_cfg.lake)
                 warm_lake.check_root(create=True)
                 t = time.perf_counter()
-                run_stage(spark, stage, warm_lake, warm_cfg, cfg, paths, Progress(stage, quiet=True))
+                run_stage(spark, stage, warm_lake, warm_cfg, paths, quiet=True)
                 row[f"{stage}_warm_s"] = time.perf_counter() - t
                 row[f"{stage}_warm_vs_scan"] = row[f"{stage}_warm_s"] / row["scan_s"]
             shutil.rmtree(root / "warm-lake", ignore_errors=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import eventlog  # benchmarks/eventlog.py: run as a script, its folder is on the path
+from bench_pipeline import run_stage
 
 ORDER = ("ingest", "sessionize", "track")
 
@@ -42,10 +43,8 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/echo-profile")
     args = ap.parse_args()
 
-    from echo.config import LakeConfig, PipelineConfig
-    from echo.jobs import ingest, sessionize, track
+    from echo.config import LakeConfig
     from echo.lake import open_lake
-    from echo.progress import Progress
     from echo.spark import get_spark
 
     out = Path(args.out)
@@ -54,16 +53,11 @@ def main() -> int:
     logdir.mkdir(parents=True)
     spark = get_spark("echo-profile", master="local[2]", conf=eventlog.conf(logdir))
     batches = sorted(str(p) for p in Path(args.events_dir).iterdir() if p.name.startswith("batch-"))
-    cfg = PipelineConfig()
 
     def run(stage: str, lake_dir: Path) -> Any:
         lake = open_lake(spark, str(lake_dir))
         lake.check_root(create=True)
-        lc = LakeConfig(lake=str(lake_dir))
-        if stage == "ingest":
-            return ingest.execute(spark, lake, batches, cfg, progress=Progress(stage))
-        mod = sessionize if stage == "sessionize" else track
-        return mod.execute(spark, lake, lc, cfg, progress=Progress(stage))
+        return run_stage(spark, stage, lake, LakeConfig(lake=str(lake_dir)), batches)
 
     base: Path | None = None  # the lake the stages before this one leave
     for stage in ORDER[: ORDER.index(args.stage)]:

@@ -330,17 +330,20 @@ def execute(
             "metric_days": len(metric_days), "days_rewritten": len(parts)}  # fmt: skip
 
 
-def not_shown_anywhere(lake: Lake, rows: DataFrame) -> DataFrame:
+def not_shown_anywhere(lake: Lake, rows: DataFrame, *, lookup_ids: int | None = None) -> DataFrame:
     """``rows`` (with ``suggestion_id``) less those whose suggestion a stored
     silver/suggestions row shows (any outcome but ``orphan``), looked up in every day of
-    the table: by value when the distinct ids are at most :data:`LOOKUP_IDS` (one ``IN``
+    the table: by value when the distinct ids are at most ``lookup_ids`` (default
+    :data:`LOOKUP_IDS`, read when called) (one ``IN``
     filter; the files' bloom filters on ``suggestion_id`` let Spark skip the row groups
     holding none of them), else by a semi-join, which reads the column of every file."""
-    ids = [r[0] for r in rows.select("suggestion_id").distinct().limit(LOOKUP_IDS + 1).collect()]
+    if lookup_ids is None:
+        lookup_ids = LOOKUP_IDS
+    ids = [r[0] for r in rows.select("suggestion_id").distinct().limit(lookup_ids + 1).collect()]
     if not ids:
         return rows
     shown = lake.read(SUGGESTIONS).where(F.col("outcome") != "orphan").select("suggestion_id")
-    if len(ids) > LOOKUP_IDS:
+    if len(ids) > lookup_ids:
         return rows.join(shown.join(rows.select("suggestion_id").distinct(), "suggestion_id", "left_semi"),
                          "suggestion_id", "left_anti")  # fmt: skip
     found = [r[0] for r in shown.where(F.col("suggestion_id").isin(ids)).distinct().collect()]
