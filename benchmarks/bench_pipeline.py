@@ -42,31 +42,38 @@ class PeakRSS:
         self.proc = psutil.Process()
         self.interval = interval
         self.peak = 0
+        self.parts: dict[str, int] = {}  # the JVM's RSS and the Python processes' PSS at the peak
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, dict[str, int]]:
         import psutil
 
-        total = 0
+        parts = {"jvm": 0, "python": 0}
         for p in [self.proc, *self.proc.children(recursive=True)]:
             with contextlib.suppress(Exception):  # a child may exit while we look
                 if "java" in p.name():
-                    total += p.memory_info().rss
+                    parts["jvm"] += p.memory_info().rss
                 else:
                     try:
-                        total += p.memory_full_info().pss
+                        parts["python"] += p.memory_full_info().pss
                     except (AttributeError, psutil.AccessDenied):
-                        total += p.memory_info().rss
-        return total
+                        parts["python"] += p.memory_info().rss
+        return sum(parts.values()), parts
+
+    def _take(self) -> None:
+        total, parts = self._sample()
+        if total > self.peak:
+            self.peak, self.parts = total, parts
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            self._take()
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakRSS:
-        self.peak = self._sample()
+        self.peak = 0
+        self._take()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._stop.clear()
         self._t.start()
@@ -194,6 +201,7 @@ def main() -> int:
             row[f"{stage}_events_per_s"] = records / dt
             row[f"{stage}_vs_scan"] = dt / row["scan_s"]
             row[f"{stage}_peak_rss_gb"] = mem.peak / 1e9
+            row[f"{stage}_peak_jvm_gb"] = mem.parts.get("jvm", 0) / 1e9  # at the peak
             if stage == "ingest":
                 # the floor of sessionize and track: a warm scan of the bronze columns
                 # sessionize reads (min of two)

@@ -1,8 +1,10 @@
 """Where one stage's time goes, warm: the stage run ROUNDS times in one process, each time
 on a fresh copy of the same lake (the lake the stages before it left, built once and kept
 in OUT), against three scans of the input (the first one cold); the last round's Spark
-jobs, from Spark's event log, with their call sites and seconds. What the jobs leave of a
-round is driver work and delta-rs commits.
+jobs, from Spark's event log, with their call sites and seconds (what the jobs leave of a
+round is driver work and delta-rs commits); and each round's peak memory (bench_pipeline's
+PeakRSS: the first round's is what a fresh job pays, when the lakes before it were built by
+an earlier run).
 
     python benchmarks/bench_profile.py sessionize --rounds 3 [--events-dir /tmp/echo-bench/n1000000/events]
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import eventlog  # benchmarks/eventlog.py: run as a script, its folder is on the path
-from bench_pipeline import run_stage
+from bench_pipeline import PeakRSS, run_stage
 
 ORDER = ("ingest", "sessionize", "track")
 
@@ -60,6 +62,7 @@ def main() -> int:
         return run_stage(spark, stage, lake, LakeConfig(lake=str(lake_dir)), batches)
 
     base: Path | None = None  # the lake the stages before this one leave
+    built = False
     for stage in ORDER[: ORDER.index(args.stage)]:
         kept = out / f"after-{stage}"
         if not kept.exists():
@@ -69,6 +72,7 @@ def main() -> int:
                 shutil.copytree(base, tmp)
             run(stage, tmp)
             tmp.rename(kept)
+            built = True
         base = kept
     scans = []
     for _ in range(3):
@@ -76,16 +80,22 @@ def main() -> int:
         spark.read.text(batches).count()
         scans.append(round(time.perf_counter() - t, 2))
     rounds = []
+    peaks: list[str] = []  # whole process tree; the first round's is a fresh job's when nothing was built
     for _ in range(args.rounds):
         work = out / "work"
         shutil.rmtree(work, ignore_errors=True)
         if base is not None:
             shutil.copytree(base, work)
-        t0 = time.time()
-        run(args.stage, work)
-        rounds.append((t0, time.time()))
+        with PeakRSS() as mem:
+            t0 = time.time()
+            run(args.stage, work)
+            rounds.append((t0, time.time()))
+        peaks.append(f"{mem.peak / 1e9:.2f} GB (JVM {mem.parts['jvm'] / 1e9:.2f})")
     spark.stop()
+    if not rounds:  # --rounds 0: only build the lakes the stage starts from
+        return 0
     print(f"scans (first cold) {scans}; {args.stage} rounds {[round(b - a, 1) for a, b in rounds]} s")
+    print(f"peak memory per round: {'; '.join(peaks)}" + (" (lakes built in this process first)" if built else ""))
     t0, t1 = rounds[-1]
     total = 0.0
     print("last round's jobs (start s, seconds, call site):")

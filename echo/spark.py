@@ -56,16 +56,19 @@ def local_memory_conf(total_bytes: int | None = None, cores: int | None = None) 
     """Memory settings of a local session, sized from the machine instead of a fixed heap.
 
     In local mode one JVM is driver and executor; Python workers (one per core at most)
-    are separate processes. The heap gets an eighth of the memory, between 1 and 16 GiB:
+    are separate processes. The heap gets a sixteenth of the memory, between 1 and 16 GiB:
     Spark spills to disk past it, so the JVM's footprint is bounded by the machine, not by
-    the input (a larger heap only fills with garbage before a collection). Python workers
+    the input (a larger heap only fills with garbage before a collection). An eighth (3 GiB
+    on 24 GiB) let a run touch more of it the larger its input (peak memory 1.39x from
+    1.1M to 4.4M records); a sixteenth is reached at both sizes, with no slowdown the
+    measurements could tell from noise (docs/benchmarks.md, "The heap at a sixteenth"). Python workers
     get ``spark.python.worker.memory`` (the spill threshold of Python-side aggregation):
     another eighth shared by the cores, at least 256 MiB each. Echo's own Python code
     holds one input chunk (``echo.sources.CHUNK_BYTES``) or one document's events at a
     time."""
     total = total_bytes or machine_memory_bytes()
     n = max(1, cores or os.cpu_count() or 1)
-    heap_mib = int(min(max(total // 8, 1 * GIB), 16 * GIB) // 2**20)
+    heap_mib = int(min(max(total // 16, 1 * GIB), 16 * GIB) // 2**20)
     worker_mib = int(max(total // 8 // n, 256 * 2**20) // 2**20)
     return {
         "spark.driver.memory": f"{heap_mib}m",

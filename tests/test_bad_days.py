@@ -107,6 +107,7 @@ def test_an_input_written_to_while_it_is_read_is_refused_and_no_table_changes(
     assert snapshot(lake) == before
 
 
+@pytest.mark.slow  # an input that vanishes before the run publishes stays in the default run
 def test_an_input_that_vanishes_before_its_conflicting_copies_are_read_again_is_refused(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,6 +216,7 @@ def _fill(fs: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow  # a failed write's one line and untouched lake stay in the default run (a read-only lake)
 def test_a_disk_that_fills_mid_run_gives_one_line_and_the_next_run_completes(
     spark: Any, small_fs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -38,7 +38,9 @@ def loop_run(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     out = tmp_path_factory.mktemp("loop")
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
     try:
-        cfg = tiny(str(out), ablations=("raw-accepted", "echo+kto", "none"))
+        # one delivery batch (tiny's two run the harvest pipeline twice, ~30 s more here):
+        # batch-by-batch runs == one run is tested in tests/test_incremental.py
+        cfg = tiny(str(out), ablations=("raw-accepted", "echo+kto", "none"), batches=1)
         results = run_loop(cfg)
         write_report(results, out)
         yield {"out": out, "results": json.loads((out / "results.json").read_text())}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from echo.spark import GIB, _user_set, local_memory_conf
 
 
-def test_heap_is_an_eighth_of_the_machine_between_1_and_16_gib():
-    assert local_memory_conf(24 * GIB, 2)["spark.driver.memory"] == "3072m"
+def test_heap_is_a_sixteenth_of_the_machine_between_1_and_16_gib():
+    assert local_memory_conf(24 * GIB, 2)["spark.driver.memory"] == "1536m"
+    assert local_memory_conf(64 * GIB, 2)["spark.driver.memory"] == "4096m"
     assert local_memory_conf(2 * GIB, 2)["spark.driver.memory"] == "1024m"
     assert local_memory_conf(1024 * GIB, 2)["spark.driver.memory"] == "16384m"
 

@@ -137,6 +137,7 @@ def test_pairs_job_writes_and_counts_typed_pairs(spark: Any, lake: str) -> None:
     assert report["pairs_written"] == 1  # the refinement pairs are unchanged by all this
 
 
+@pytest.mark.slow  # incremental == one run for every table, typed pairs included, stays in the default run (test_incremental)
 def test_typed_pairs_are_recomputed_for_changed_rows_only(spark: Any, lake: str) -> None:
     up = FakeUpstream(spark, lake)
     up.batch([suggestion("a", "u1", outcome="rejected", final=None, typed=TYPED),
