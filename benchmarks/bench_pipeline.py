@@ -46,7 +46,7 @@ class PeakRSS:
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> tuple[int, dict[str, int]]:
+    def _sample(self) -> dict[str, int]:
         import psutil
 
         parts = {"jvm": 0, "python": 0}
@@ -59,10 +59,11 @@ class PeakRSS:
                         parts["python"] += p.memory_full_info().pss
                     except (AttributeError, psutil.AccessDenied):
                         parts["python"] += p.memory_info().rss
-        return sum(parts.values()), parts
+        return parts
 
     def _take(self) -> None:
-        total, parts = self._sample()
+        parts = self._sample()
+        total = sum(parts.values())
         if total > self.peak:
             self.peak, self.parts = total, parts
 
@@ -122,8 +123,9 @@ def native_floors(spark: Any, paths: list[str], lake: Any, scratch: Path) -> dic
         events = lake.read(EVENTS)
         if stage == "sessionize":
             return sessionize(events, gap_s=contract.SESSION_GAP_S, buckets=lake.buckets)
-        cols = [c for c in REPLAY_INPUT if c in narrow(events).columns]
-        return narrow(events).select(*cols).repartition("doc_id").sortWithinPartitions("doc_id", "doc_version")
+        narrowed = narrow(events)  # REPLAY_INPUT less the session columns bronze does not have
+        cols = [c for c in REPLAY_INPUT if c in narrowed.columns]
+        return narrowed.select(*cols).repartition("doc_id").sortWithinPartitions("doc_id", "doc_version")
 
     out: dict[str, float] = {}
     for stage in ("ingest", "sessionize", "track"):

@@ -9,6 +9,8 @@ an earlier run).
     python benchmarks/bench_profile.py sessionize --rounds 3 [--events-dir /tmp/echo-bench/n1000000/events]
 
 The input is bench_pipeline's (run it first, or name another folder of ``batch-*``).
+``--rounds 0`` only builds the lakes the stage starts from (then a later run's first round
+measures a fresh job).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def main() -> int:
             tmp.rename(kept)
             built = True
         base = kept
+    if not args.rounds:  # only build the lakes the stage starts from
+        spark.stop()
+        return 0
     scans = []
     for _ in range(3):
         t = time.perf_counter()
@@ -92,8 +97,6 @@ def main() -> int:
             rounds.append((t0, time.time()))
         peaks.append(f"{mem.peak / 1e9:.2f} GB (JVM {mem.parts['jvm'] / 1e9:.2f})")
     spark.stop()
-    if not rounds:  # --rounds 0: only build the lakes the stage starts from
-        return 0
     print(f"scans (first cold) {scans}; {args.stage} rounds {[round(b - a, 1) for a, b in rounds]} s")
     print(f"peak memory per round: {'; '.join(peaks)}" + (" (lakes built in this process first)" if built else ""))
     t0, t1 = rounds[-1]

@@ -60,8 +60,8 @@ def local_memory_conf(total_bytes: int | None = None, cores: int | None = None) 
     Spark spills to disk past it, so the JVM's footprint is bounded by the machine, not by
     the input (a larger heap only fills with garbage before a collection). An eighth (3 GiB
     on 24 GiB) let a run touch more of it the larger its input (peak memory 1.39x from
-    1.1M to 4.4M records); a sixteenth is reached at both sizes, with no slowdown the
-    measurements could tell from noise (docs/benchmarks.md, "The heap at a sixteenth"). Python workers
+    1.1M to 4.4M records); a sixteenth is reached at both sizes (0.99x), and at 1.1M the two
+    took the same time within noise (docs/benchmarks.md, "The heap at a sixteenth"). Python workers
     get ``spark.python.worker.memory`` (the spill threshold of Python-side aggregation):
     another eighth shared by the cores, at least 256 MiB each. Echo's own Python code
     holds one input chunk (``echo.sources.CHUNK_BYTES``) or one document's events at a
