@@ -154,7 +154,8 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/echo-bench")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--no-warm", dest="warm", action="store_false",
-                    help="skip the second, warm run of each stage (on a copy of the lake it started from)")
+                    help="skip the second, warm run of each stage (on a copy of the lake it started from) "
+                         "and the Spark-native floors")
     args = ap.parse_args()
     sizes = args.events or [1_000_000]
 
