@@ -280,3 +280,16 @@ def test_leftovers_of_a_run_that_began_writing_are_found_and_a_published_run_nee
     assert unpublished_rows(lake, 1) == {"_echo/event_index": 1}
     abandon_writing(lake, 1)  # run 2's rows deleted (an input changed): run 1 is the newest again
     assert unpublished_rows(lake, 1) == {}
+
+
+def test_ingest_leaves_the_sessions_cache_encoding_setting_as_it_found_it(spark, batches, tmp_path):
+    from echo.jobs.ingest import CACHE_CONF
+
+    (key, during), = CACHE_CONF.items()
+    before = "false" if during == "true" else "true"
+    spark.conf.set(key, before)
+    try:
+        run_stages([batches["c"]], str(tmp_path / "lake"), stages=("ingest",))
+        assert spark.conf.get(key) == before
+    finally:
+        spark.conf.unset(key)

@@ -34,7 +34,7 @@ from echo.sources import (
     read_lines,
     read_records,
 )
-from echo.spark import spark_session
+from echo.spark import session_conf, spark_session
 from echo.stages.ingest import (
     KEY_COLUMNS,
     batch_ids,
@@ -76,6 +76,14 @@ def add_events_arg(parser: Any) -> None:
     )  # fmt: skip
 
 
+#: Ingest's caches (the parsed records, their keys, the classification) are on local
+#: disk and read back once or twice: Spark's columnar encodings of their batches cost
+#: more CPU than the disk bytes they save (the records' cache filled in ~25 % less time
+#: at 1.1M records, read back as fast; docs/benchmarks.md, "Ingest's caches unencoded").
+#: Set for the run only; the session's own value is restored after it.
+CACHE_CONF = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
+
+
 def execute(
     spark: SparkSession,
     lake: Lake,
@@ -84,6 +92,19 @@ def execute(
     *,
     progress: Progress,
     config_text: str = "{}",
+) -> dict[str, Any]:
+    with session_conf(spark, CACHE_CONF):
+        return _execute(spark, lake, events, cfg, progress=progress, config_text=config_text)
+
+
+def _execute(
+    spark: SparkSession,
+    lake: Lake,
+    events: Sequence[str],
+    cfg: PipelineConfig,
+    *,
+    progress: Progress,
+    config_text: str,
 ) -> dict[str, Any]:
     # every input is listed and probed (gzip header, Parquet footer), and every record is
     # read and classified, before the first table is created or written: an unreadable
