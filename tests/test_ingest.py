@@ -282,14 +282,23 @@ def test_leftovers_of_a_run_that_began_writing_are_found_and_a_published_run_nee
     assert unpublished_rows(lake, 1) == {}
 
 
-def test_ingest_leaves_the_sessions_cache_encoding_setting_as_it_found_it(spark, batches, tmp_path):
-    from echo.jobs.ingest import CACHE_CONF
+def test_ingest_builds_its_caches_unencoded_and_restores_the_sessions_setting(spark, batches, tmp_path, monkeypatch):
+    import echo.jobs.ingest as ingest_job
 
-    (key, during), = CACHE_CONF.items()
+    (key, during), = ingest_job.CACHE_CONF.items()
     before = "false" if during == "true" else "true"
+    seen = []
+    real = ingest_job.read_records
+
+    def read_records(*args, **kwargs):  # the real reader, noting the setting its caches are built under
+        seen.append(spark.conf.get(key))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_job, "read_records", read_records)
     spark.conf.set(key, before)
     try:
         run_stages([batches["c"]], str(tmp_path / "lake"), stages=("ingest",))
+        assert seen == [during]
         assert spark.conf.get(key) == before
     finally:
         spark.conf.unset(key)
