@@ -45,6 +45,20 @@ def test_append_is_read_back_by_deltalake_and_by_spark(backend_lake, spark):
     assert sorted(via_spark.user_bucket) == sorted(r[-1] for r in rows(6))
 
 
+@pytest.mark.parametrize("partition_first", [False, True], ids=["partition-column-last", "partition-column-first"])
+def test_a_read_gives_the_tables_columns_in_order(backend_lake, spark, partition_first):
+    table = SESSIONS
+    if partition_first:  # Spark reads partition columns last: the read must reorder them
+        fields = SESSIONS.schema.fields
+        table = Table(name="silver/sessions_by_bucket", schema=StructType([fields[-1], *fields[:-1]]),
+                      partition_by=("user_bucket",), keys=SESSIONS.keys, description="")  # fmt: skip
+    written = spark.createDataFrame(rows(4), SESSIONS.schema).select(*table.columns)
+    backend_lake.append(table, written)
+    back = backend_lake.read(table)
+    assert back.columns == table.columns
+    assert sorted(map(tuple, back.collect())) == sorted(map(tuple, written.collect()))
+
+
 def test_tables_have_explicit_schema_and_partitioning(backend_lake, spark):
     backend_lake.append(SESSIONS, spark.createDataFrame(rows(3), SESSIONS.schema))
     dt = DeltaTable(backend_lake.path(SESSIONS))

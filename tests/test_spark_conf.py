@@ -28,3 +28,21 @@ def test_driver_memory_in_spark_defaults_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     assert _user_set("spark.driver.memory")
     assert not _user_set("spark.python.worker.memory")
+
+
+def test_sessions_skip_pysparks_per_call_origin_tracking(spark):
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not is_debugging_enabled()  # PySpark's own check, as each Column function makes it
+
+
+def test_origin_tracking_the_user_asks_for_wins(monkeypatch):
+    from echo.spark import driver_conf
+
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    monkeypatch.delenv("SPARK_HOME", raising=False)
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    assert driver_conf() == {"spark.python.sql.dataFrameDebugging.enabled": "false"}
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.python.sql.dataFrameDebugging.enabled=true pyspark-shell")
+    assert driver_conf() == {}

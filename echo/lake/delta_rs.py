@@ -154,7 +154,9 @@ class DeltaRsLake(Lake):
         if table.partition_by:
             reader = reader.option("basePath", spark_uri(self.path(table)))
         df = reader.parquet(*[spark_uri(f) for f in files])
-        return df.select(*table.columns)
+        # Spark puts partition columns last; most tables list them last already
+        data = [c for c in table.columns if c not in table.partition_by]
+        return df if [*data, *table.partition_by] == list(table.columns) else df.select(*table.columns)
 
     # -- write --------------------------------------------------------------------------
     def _stage(self, table: Table, df: DataFrame) -> list[Any]:
