@@ -27,15 +27,10 @@ def new_event_days(lake: Lake, since: int, up_to: int) -> list[datetime.date]:
     """The ``event_date`` partitions holding events of ingest runs ``(since, up_to]``."""
     if up_to <= since:
         return []
-    rows = (
-        lake.read(INGEST_RUNS)
-        .where((F.col("run_no") > since) & (F.col("run_no") <= up_to))
-        .select("event_dates")
-        .collect()
-    )
     days: set[datetime.date] = set()
-    for r in rows:
-        days.update(datetime.date.fromisoformat(d) for d in json.loads(r[0] or "[]"))
+    for run, dates in lake.small_rows(INGEST_RUNS, ("run_no", "event_dates")):
+        if run is not None and since < run <= up_to:
+            days.update(datetime.date.fromisoformat(d) for d in json.loads(dates or "[]"))
     return sorted(days)
 
 
@@ -117,11 +112,11 @@ def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     """The JSON detail a stage recorded with its watermark ({} when none)."""
     from echo.lake.tables import STAGE_STATE
 
-    rows = lake.read(STAGE_STATE).where(F.col("stage") == stage).select("detail").collect()
-    if not rows or not rows[0][0]:
+    rows = [detail for name, detail in lake.small_rows(STAGE_STATE, ("stage", "detail")) if name == stage]
+    if not rows or not rows[0]:
         return {}
     try:
-        detail = json.loads(rows[0][0])
+        detail = json.loads(rows[0])
     except ValueError:
         return {}
     return detail if isinstance(detail, dict) else {}

@@ -26,15 +26,21 @@ if TYPE_CHECKING:
     from echo.lake import Lake
 
 
+def _stage_run(lake: Lake, stage: str) -> int | None:
+    """The ``run_no`` of a stage's ``_echo/stage_state`` row (None: no row)."""
+    runs = [run for name, run in lake.small_rows(STAGE_STATE, ("stage", "run_no")) if name == stage]
+    return int(runs[0]) if runs else None
+
+
 def watermark(lake: Lake, stage: str) -> int:
-    rows = lake.read(STAGE_STATE).where(F.col("stage") == stage).select("run_no").collect()
-    return int(rows[0][0]) if rows else 0
+    run = _stage_run(lake, stage)
+    return 0 if run is None else run
 
 
 def latest_run(lake: Lake) -> int:
     """The newest published ingest run (its run record is committed; 0: none)."""
-    row = lake.read(INGEST_RUNS).agg(F.max("run_no")).first()
-    return int(row[0]) if row and row[0] is not None else 0
+    runs = [run for (run,) in lake.small_rows(INGEST_RUNS, ("run_no",)) if run is not None]
+    return int(max(runs)) if runs else 0
 
 
 #: the ``_echo/stage_state`` row of the newest ingest run that began writing bronze
@@ -42,8 +48,7 @@ WRITING = "ingest:writing"
 
 
 def _started(lake: Lake) -> int | None:
-    rows = lake.read(STAGE_STATE).where(F.col("stage") == WRITING).select("run_no").collect()
-    return int(rows[0][0]) if rows else None
+    return _stage_run(lake, WRITING)
 
 
 def begin_writing(lake: Lake, run_no: int) -> None:
@@ -82,7 +87,5 @@ def unpublished_rows(lake: Lake, published: int) -> dict[str, int]:
 
 def set_watermark(lake: Lake, stage: str, run_no: int, detail: dict[str, Any]) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
-    df = lake.spark.createDataFrame(
-        [(stage, int(run_no), now, json.dumps(detail, sort_keys=True, default=str))], STAGE_STATE.schema
-    )
-    lake.merge(STAGE_STATE, df, info={"echo.stage": stage, "echo.run_no": str(run_no)})
+    row = (stage, int(run_no), now, json.dumps(detail, sort_keys=True, default=str))
+    lake.upsert_rows(STAGE_STATE, [row], info={"echo.stage": stage, "echo.run_no": str(run_no)})

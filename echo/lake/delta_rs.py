@@ -6,7 +6,10 @@ out), and the driver commits the list of files, with their sizes and row counts,
 Delta transaction through ``deltalake``'s write-transaction API. Replacing partitions and
 upserts are copy-on-write at partition granularity: the new files and the removal of the
 old ones land in the same commit. Tables are standard Delta tables that any Delta reader
-(delta-spark, Databricks, delta-rs, DuckDB, Trino) opens.
+(delta-spark, Databricks, delta-rs, DuckDB, Trino) opens. The one exception: the few rows
+of the bookkeeping tables (a row per stage or per run), which the driver reads and
+rewrites itself (:meth:`DeltaRsLake.small_rows`, :meth:`DeltaRsLake.upsert_rows`) instead
+of running a Spark job for each.
 """
 
 from __future__ import annotations
@@ -147,6 +150,14 @@ class DeltaRsLake(Lake):
             return self.read(table)
         return self._read_files(table, self._selected(table, list(values)))
 
+    def small_rows(self, table: Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        dt = self._table(table)
+        if dt is None:
+            return []
+        self._selected(table, None)  # counts the bytes, as a read through Spark does
+        data = dt.to_pyarrow_table(columns=list(columns))
+        return list(zip(*(data.column(c).to_pylist() for c in columns), strict=True)) if data.num_rows else []
+
     def _read_files(self, table: Table, files: list[str]) -> DataFrame:
         if not files:
             return self.empty(table)
@@ -282,6 +293,36 @@ class DeltaRsLake(Lake):
             self.replace_partitions(table, keep.unionByName(df), values, info=info)
         finally:
             df.unpersist()
+
+    def upsert_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from deltalake.transaction import AddAction
+
+        if table.partition_by:
+            raise ValueError(f"{table.name}: upsert_rows is for unpartitioned tables")
+        schema = arrow_schema(table)
+        new = pa.Table.from_pylist([dict(zip(table.columns, r, strict=True)) for r in rows], schema=schema)
+        replaced = set(zip(*(new.column(k).to_pylist() for k in table.keys), strict=True))
+        self.ensure(table)
+        dt = self._table(table)
+        if dt is None:
+            raise LakeError(f"{self.path(table)} vanished during the write")
+        self._selected(table, None)  # counts the bytes read
+        current = dt.to_pyarrow_table(columns=list(table.columns)).cast(schema)
+        stored = zip(*(current.column(k).to_pylist() for k in table.keys), strict=True)
+        keep = pa.array([k not in replaced for k in stored], pa.bool_())
+        out = pa.concat_tables([current.filter(keep), new])
+        token = uuid.uuid4().hex
+        rel = f"part-{token}-00000.snappy.parquet"
+        fs, base = self._fs(self.path(table))
+        with writing(table.name, self.root):
+            with fs.open_output_stream(f"{base}/{rel}") as fh:
+                pq.write_table(out, fh, compression="snappy")
+            size = fs.get_file_info(f"{base}/{rel}").size
+        action = AddAction(path=rel, size=int(size), partition_values={}, modification_time=int(time.time() * 1000),
+                           data_change=True, stats=json.dumps({"numRecords": out.num_rows}))  # fmt: skip
+        self._commit(table, [action], mode="overwrite", partition_filters=None, info=info)
 
     def delete(self, table: Table, predicate: str) -> int:
         dt = self._table(table)
