@@ -9,7 +9,8 @@ the data. "before" turns PySpark 4's per-call origin tracking back on (what
 ``spark.python.sql.dataFrameDebugging.enabled`` left at its default does: ~6 calls to the
 JVM for every ``Column`` function), puts back the column-by-column ``Lake.empty`` and
 ``Lake.conform`` and the unconditional reorder after a read, and reads and moves the
-watermarks (``Lake.small_rows``, ``Lake.upsert_rows``) with Spark jobs again. Each round runs "before" and
+watermarks and publishes an ingest run (``Lake.small_rows``, ``upsert_rows``,
+``append_rows``) with Spark jobs again. Each round runs "before" and
 "now" (the order alternates), each on a fresh lake; prints each stage's seconds, the
 calls to the JVM (py4j) and the ratio of the means after the first round (its first run
 also warms the JVM).
@@ -75,16 +76,17 @@ def before() -> Iterator[None]:
         return df.select(*table.columns)
 
     saved = (pu._enable_debugging_cache, Lake.empty, Lake.conform, DeltaRsLake._read_files, DeltaRsLake.small_rows,
-             DeltaRsLake.upsert_rows)  # fmt: skip
+             DeltaRsLake.upsert_rows, DeltaRsLake.append_rows)  # fmt: skip
     pu._enable_debugging_cache = True
     Lake.empty, Lake.conform, DeltaRsLake._read_files = empty, conform, _read_files  # type: ignore[method-assign]
     DeltaRsLake.small_rows = Lake.small_rows  # type: ignore[method-assign]  # a Spark job per read
     DeltaRsLake.upsert_rows = Lake.upsert_rows  # type: ignore[method-assign]  # a Spark merge
+    DeltaRsLake.append_rows = Lake.append_rows  # type: ignore[method-assign]  # a Spark write
     try:
         yield
     finally:
         (pu._enable_debugging_cache, Lake.empty, Lake.conform, DeltaRsLake._read_files,
-         DeltaRsLake.small_rows, DeltaRsLake.upsert_rows) = saved  # type: ignore[method-assign]  # fmt: skip
+         DeltaRsLake.small_rows, DeltaRsLake.upsert_rows, DeltaRsLake.append_rows) = saved  # type: ignore[method-assign]  # fmt: skip
 
 
 def one_run(spark: Any, lake_dir: Path, paths: list[str], calls: Py4jCalls) -> tuple[dict[str, float], int]:

@@ -404,15 +404,26 @@ def test_upsert_rows_replace_the_rows_of_their_keys_in_one_commit_and_keep_the_o
     assert sorted((r["stage"], r["updated_at"]) for r in stored) == [("ingest", t1), ("track", t2)]
 
 
-def test_upsert_rows_on_delta_rs_run_no_spark_job(spark, tmp_path):
+def test_append_rows_add_rows_in_one_commit(backend_lake, spark):
+    t1 = datetime.datetime(2026, 12, 7, 1, tzinfo=datetime.timezone.utc)
+    backend_lake.append_rows(STAGE_STATE, [("ingest", 1, t1, "a")])
+    v = backend_lake.version(STAGE_STATE)
+    backend_lake.append_rows(STAGE_STATE, [("track", 2, t1, None), ("pairs", 3, t1, "c")])
+    assert backend_lake.version(STAGE_STATE) == v + 1
+    got = backend_lake.read(STAGE_STATE).select("stage", "run_no", "detail").collect()
+    assert sorted(map(tuple, got)) == [("ingest", 1, "a"), ("pairs", 3, "c"), ("track", 2, None)]
+
+
+def test_row_writes_on_delta_rs_run_no_spark_job(spark, tmp_path):
     lake = open_lake(spark, str(tmp_path / "lake"), "delta-rs")
     lake.check_root(create=True)
     now = datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc)
     lake.upsert_rows(STAGE_STATE, [("ingest", 1, now, None)])
-    spark.sparkContext.setJobGroup("upsert-rows", "upsert_rows")
+    spark.sparkContext.setJobGroup("row-writes", "upsert_rows, append_rows")
     try:
         lake.upsert_rows(STAGE_STATE, [("ingest", 2, now, None)])
-        assert spark.sparkContext.statusTracker().getJobIdsForGroup("upsert-rows") == []
+        lake.append_rows(STAGE_STATE, [("track", 1, now, None)])
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup("row-writes") == []
     finally:
         spark.sparkContext.setJobGroup("", "")
-    assert lake.small_rows(STAGE_STATE, ("stage", "run_no")) == [("ingest", 2)]
+    assert sorted(lake.small_rows(STAGE_STATE, ("stage", "run_no"))) == [("ingest", 2), ("track", 1)]

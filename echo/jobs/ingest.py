@@ -220,7 +220,7 @@ def _execute(
         counts["duplicates"], counts["quarantined"], json.dumps(counts["quarantined_by_reason"]), config_text,
         json.dumps(event_dates),
     )  # fmt: skip
-    lake.append(INGEST_RUNS, spark.createDataFrame([run_row], INGEST_RUNS.schema).coalesce(1), info=info)
+    lake.append_rows(INGEST_RUNS, [run_row], info=info)
     report: dict[str, Any] = {"run_no": run_no, "files": len(files), **counts}
     if leftover:
         report["interrupted_run_redone"] = {"run_no": run_no, "rows_removed": leftover}

@@ -270,6 +270,12 @@ class Lake(ABC):
     def merge(self, table: Table, df: DataFrame, *, info: dict[str, str] | None = None) -> None:
         """Upsert ``df`` on the table's natural keys (update matches, insert the rest)."""
 
+    def append_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
+        """:meth:`append` for a few Python rows (tuples in the table's column order) to a
+        small unpartitioned bookkeeping table (``bronze/ingest_runs``). The delta-rs
+        backend writes them as one Parquet file itself, in one commit, without a Spark job."""
+        self.append(table, self.spark.createDataFrame(list(rows), table.schema).coalesce(1), info=info)
+
     def upsert_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
         """:meth:`merge` for a few Python rows (tuples in the table's column order) into a
         small unpartitioned bookkeeping table (``_echo/stage_state``). The delta-rs backend

@@ -8,8 +8,8 @@ upserts are copy-on-write at partition granularity: the new files and the remova
 old ones land in the same commit. Tables are standard Delta tables that any Delta reader
 (delta-spark, Databricks, delta-rs, DuckDB, Trino) opens. The one exception: the few rows
 of the bookkeeping tables (a row per stage or per run), which the driver reads and
-rewrites itself (:meth:`DeltaRsLake.small_rows`, :meth:`DeltaRsLake.upsert_rows`) instead
-of running a Spark job for each.
+writes itself (:meth:`DeltaRsLake.small_rows`, :meth:`DeltaRsLake.upsert_rows`,
+:meth:`DeltaRsLake.append_rows`) instead of running a Spark job for each.
 """
 
 from __future__ import annotations
@@ -294,35 +294,48 @@ class DeltaRsLake(Lake):
         finally:
             df.unpersist()
 
-    def upsert_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
+    def _arrow_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> Any:
+        """``rows`` (tuples in the table's column order) as an Arrow table of its schema."""
         import pyarrow as pa
+
+        if table.partition_by:
+            raise ValueError(f"{table.name}: rows are written this way to unpartitioned tables only")
+        return pa.Table.from_pylist([dict(zip(table.columns, r, strict=True)) for r in rows], schema=arrow_schema(table))
+
+    def _write_file(self, table: Table, data: Any) -> Any:
+        """``data`` (Arrow) as one Parquet file under the table root; its AddAction."""
         import pyarrow.parquet as pq
         from deltalake.transaction import AddAction
 
-        if table.partition_by:
-            raise ValueError(f"{table.name}: upsert_rows is for unpartitioned tables")
-        schema = arrow_schema(table)
-        new = pa.Table.from_pylist([dict(zip(table.columns, r, strict=True)) for r in rows], schema=schema)
+        rel = f"part-{uuid.uuid4().hex}-00000.snappy.parquet"
+        fs, base = self._fs(self.path(table))
+        with writing(table.name, self.root):
+            with fs.open_output_stream(f"{base}/{rel}") as fh:
+                pq.write_table(data, fh, compression="snappy")
+            size = fs.get_file_info(f"{base}/{rel}").size
+        return AddAction(path=rel, size=int(size), partition_values={}, modification_time=int(time.time() * 1000),
+                         data_change=True, stats=json.dumps({"numRecords": data.num_rows}))  # fmt: skip
+
+    def append_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
+        data = self._arrow_rows(table, rows)
+        self.ensure(table)
+        self._commit(table, [self._write_file(table, data)], mode="append", partition_filters=None, info=info)
+
+    def upsert_rows(self, table: Table, rows: Sequence[tuple[Any, ...]], *, info: dict[str, str] | None = None) -> None:
+        import pyarrow as pa
+
+        new = self._arrow_rows(table, rows)
         replaced = set(zip(*(new.column(k).to_pylist() for k in table.keys), strict=True))
         self.ensure(table)
         dt = self._table(table)
         if dt is None:
             raise LakeError(f"{self.path(table)} vanished during the write")
         self._selected(table, None)  # counts the bytes read
-        current = dt.to_pyarrow_table(columns=list(table.columns)).cast(schema)
+        current = dt.to_pyarrow_table(columns=list(table.columns)).cast(new.schema)
         stored = zip(*(current.column(k).to_pylist() for k in table.keys), strict=True)
         keep = pa.array([k not in replaced for k in stored], pa.bool_())
         out = pa.concat_tables([current.filter(keep), new])
-        token = uuid.uuid4().hex
-        rel = f"part-{token}-00000.snappy.parquet"
-        fs, base = self._fs(self.path(table))
-        with writing(table.name, self.root):
-            with fs.open_output_stream(f"{base}/{rel}") as fh:
-                pq.write_table(out, fh, compression="snappy")
-            size = fs.get_file_info(f"{base}/{rel}").size
-        action = AddAction(path=rel, size=int(size), partition_values={}, modification_time=int(time.time() * 1000),
-                           data_change=True, stats=json.dumps({"numRecords": out.num_rows}))  # fmt: skip
-        self._commit(table, [action], mode="overwrite", partition_filters=None, info=info)
+        self._commit(table, [self._write_file(table, out)], mode="overwrite", partition_filters=None, info=info)
 
     def delete(self, table: Table, predicate: str) -> int:
         dt = self._table(table)
