@@ -29,7 +29,8 @@ BASE_CONF: dict[str, str] = {
 
 #: Settings Echo turns off unless the user set them (``--conf``, spark-defaults.conf).
 #: PySpark 4 records, for every ``Column`` function called, the Python line that called
-#: it (for error messages): ~6 calls to the JVM each, about a tenth of a small run's time.
+#: it (for error messages): ~6 calls to the JVM each (docs/benchmarks.md, "The driver's
+#: fixed cost of a small run"); Spark's errors then name no Python line.
 DRIVER_CONF: dict[str, str] = {
     "spark.python.sql.dataFrameDebugging.enabled": "false",
 }

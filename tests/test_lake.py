@@ -366,8 +366,8 @@ def test_delta_spark_maps_tables_to_unity_catalog_names_and_paths(spark, tmp_pat
 def test_small_rows_are_the_rows_a_spark_read_gives(backend_lake, spark):
     assert backend_lake.small_rows(STAGE_STATE, ("stage", "run_no")) == []  # no table yet
     now = datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc)
-    rows = [("ingest", 3, now, '{"a": 1}'), ("track", 2, now, None)]
-    backend_lake.append(STAGE_STATE, spark.createDataFrame(rows, STAGE_STATE.schema))
+    stored = [("ingest", 3, now, '{"a": 1}'), ("track", 2, now, None)]
+    backend_lake.append(STAGE_STATE, spark.createDataFrame(stored, STAGE_STATE.schema))
     got = backend_lake.small_rows(STAGE_STATE, ("stage", "run_no", "detail"))
     assert sorted(got) == sorted(tuple(r) for r in backend_lake.read(STAGE_STATE).select("stage", "run_no", "detail").collect())
     assert sorted(got) == [("ingest", 3, '{"a": 1}'), ("track", 2, None)]

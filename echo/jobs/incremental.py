@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from echo.jobs.state import stage_row
 from echo.lake.tables import EVENTS, INGEST_RUNS, Table
 
 if TYPE_CHECKING:
@@ -110,13 +111,11 @@ def rewrite_users(
 
 def stage_detail(lake: Lake, stage: str) -> dict[str, Any]:
     """The JSON detail a stage recorded with its watermark ({} when none)."""
-    from echo.lake.tables import STAGE_STATE
-
-    rows = [detail for name, detail in lake.small_rows(STAGE_STATE, ("stage", "detail")) if name == stage]
-    if not rows or not rows[0]:
+    row = stage_row(lake, stage)
+    if row is None or not row[1]:
         return {}
     try:
-        detail = json.loads(rows[0])
+        detail = json.loads(row[1])
     except ValueError:
         return {}
     return detail if isinstance(detail, dict) else {}

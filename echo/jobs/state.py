@@ -26,15 +26,17 @@ if TYPE_CHECKING:
     from echo.lake import Lake
 
 
-def _stage_run(lake: Lake, stage: str) -> int | None:
-    """The ``run_no`` of a stage's ``_echo/stage_state`` row (None: no row)."""
-    runs = [run for name, run in lake.small_rows(STAGE_STATE, ("stage", "run_no")) if name == stage]
-    return int(runs[0]) if runs else None
+def stage_row(lake: Lake, stage: str) -> tuple[int, str | None] | None:
+    """``(run_no, detail)`` of a stage's ``_echo/stage_state`` row (None: no row; the
+    table holds one row per stage)."""
+    rows = [(int(run), detail) for name, run, detail in lake.small_rows(STAGE_STATE, ("stage", "run_no", "detail"))
+            if name == stage]  # fmt: skip
+    return rows[0] if rows else None
 
 
 def watermark(lake: Lake, stage: str) -> int:
-    run = _stage_run(lake, stage)
-    return 0 if run is None else run
+    row = stage_row(lake, stage)
+    return 0 if row is None else row[0]
 
 
 def latest_run(lake: Lake) -> int:
@@ -48,7 +50,8 @@ WRITING = "ingest:writing"
 
 
 def _started(lake: Lake) -> int | None:
-    return _stage_run(lake, WRITING)
+    row = stage_row(lake, WRITING)
+    return None if row is None else row[0]
 
 
 def begin_writing(lake: Lake, run_no: int) -> None:

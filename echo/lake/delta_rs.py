@@ -150,13 +150,20 @@ class DeltaRsLake(Lake):
             return self.read(table)
         return self._read_files(table, self._selected(table, list(values)))
 
-    def small_rows(self, table: Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    def _arrow_read(self, table: Table, columns: Sequence[str]) -> Any:
+        """The table's current rows (``columns``) read by delta-rs into the driver, None when
+        the table is missing; the bytes are counted as a read through Spark counts them."""
         dt = self._table(table)
         if dt is None:
+            return None
+        self._selected(table, None)
+        return dt.to_pyarrow_table(columns=list(columns))
+
+    def small_rows(self, table: Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        data = self._arrow_read(table, columns)
+        if data is None or not data.num_rows:
             return []
-        self._selected(table, None)  # counts the bytes, as a read through Spark does
-        data = dt.to_pyarrow_table(columns=list(columns))
-        return list(zip(*(data.column(c).to_pylist() for c in columns), strict=True)) if data.num_rows else []
+        return list(zip(*(data.column(c).to_pylist() for c in columns), strict=True))
 
     def _read_files(self, table: Table, files: list[str]) -> DataFrame:
         if not files:
@@ -327,11 +334,10 @@ class DeltaRsLake(Lake):
         new = self._arrow_rows(table, rows)
         replaced = set(zip(*(new.column(k).to_pylist() for k in table.keys), strict=True))
         self.ensure(table)
-        dt = self._table(table)
-        if dt is None:
+        current = self._arrow_read(table, table.columns)
+        if current is None:
             raise LakeError(f"{self.path(table)} vanished during the write")
-        self._selected(table, None)  # counts the bytes read
-        current = dt.to_pyarrow_table(columns=list(table.columns)).cast(new.schema)
+        current = current.cast(new.schema)
         stored = zip(*(current.column(k).to_pylist() for k in table.keys), strict=True)
         keep = pa.array([k not in replaced for k in stored], pa.bool_())
         out = pa.concat_tables([current.filter(keep), new])
