@@ -277,15 +277,15 @@ def execute(
         days = sorted(
             {r[0] for r in stored_days.select("event_date").union(new_days.select("event_date")).distinct().collect()}
         )
-        events = (
-            lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to).join(plan, "doc_id")
-            .where(F.col("doc_version") >= F.col("from_version"))
-        )  # fmt: skip
+        stored = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to)
+        # the replay sees narrow events (never the shown events' prefix, suffix and text,
+        # narrowed before the join with the plan shuffles them by document); the rows
+        # written get those from the shown events they chose, by one join on the event id
+        # (unique in bronze), which no filter of the plan's needs to precede
+        events = narrow(stored).join(plan, "doc_id").where(F.col("doc_version") >= F.col("from_version"))
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
-        # the replay sees narrow events (never the shown events' prefix, suffix and text);
-        # the rows written get those from the shown events they chose, by one join
-        replayed = replay_documents(with_sessions(lake, narrow(events), days), settings=settings, bounded=True).cache()
-        rows, removed, parts, metric_days = _resolve(lake, replayed, shown_texts(events), days)
+        replayed = replay_documents(with_sessions(lake, events, days), settings=settings, bounded=True).cache()
+        rows, removed, parts, metric_days = _resolve(lake, replayed, shown_texts(stored), days)
         n_sugg = rows.count()
         progress.step("documents replayed", suggestions=n_sugg)
         # The rows this run writes or removes, for pairs, before anything they describe.

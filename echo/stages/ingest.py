@@ -50,25 +50,28 @@ def classify(records: DataFrame, known_events: DataFrame, known_quarantine: Data
         F.col("event_id"), F.col("content_hash").alias("_bronze_hash"), F.lit(True).alias("_in_bronze")
     )
     v = valid.join(known, on="event_id", how="left")
-    by_id = Window.partitionBy("event_id").orderBy(*order)
-    first_in_batch = F.first("content_hash").over(
-        by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    )
+    # One sort serves both windows: the records of an event_id by content, then in
+    # ingestion order. The batch's reference content is that of its first record (the
+    # lowest (path_idx, pos), unique per record); a record is the first of its content
+    # when the record before it in this order has another content (or there is none).
+    by_id = Window.partitionBy("event_id").orderBy("content_hash", *order)
+    whole = by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    first_in_batch = F.min_by("content_hash", F.struct(*order)).over(whole)
     v = v.withColumn("_ref_hash", F.coalesce(F.col("_bronze_hash"), first_in_batch))
-    # rank of a record among the records of the same event_id and the same content
-    v = v.withColumn("_n_same", F.row_number().over(Window.partitionBy("event_id", "content_hash").orderBy(*order)))
+    previous = F.lag("content_hash").over(by_id)
+    v = v.withColumn("_first_same", previous.isNull() | (previous != F.col("content_hash")))
     is_ref = F.col("content_hash") == F.col("_ref_hash")
     v = v.withColumn(
         "status",
-        F.when(is_ref & F.col("_in_bronze").isNull() & (F.col("_n_same") == 1), F.lit(KEPT))
+        F.when(is_ref & F.col("_in_bronze").isNull() & F.col("_first_same"), F.lit(KEPT))
         .when(is_ref, F.lit(DUPLICATE))
-        .when(F.col("_in_quarantine").isNull() & (F.col("_n_same") == 1), F.lit(QUARANTINED))
+        .when(F.col("_in_quarantine").isNull() & F.col("_first_same"), F.lit(QUARANTINED))
         .otherwise(F.lit(DUPLICATE)),
     ).withColumn(
         "final_reason",
         F.when(F.col("status") == QUARANTINED, F.lit(CONFLICTING_DUPLICATE)),
     )
-    v = v.drop("_bronze_hash", "_in_bronze", "_ref_hash", "_n_same")
+    v = v.drop("_bronze_hash", "_in_bronze", "_ref_hash", "_first_same")
 
     # -- invalid records: quarantined once per identical record ---------------------------
     n_same = F.row_number().over(Window.partitionBy("content_hash").orderBy(*order))
