@@ -42,7 +42,7 @@ from echo.stages.validate import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
@@ -519,9 +519,7 @@ def records_schema() -> Any:
             StructField("q_reason", StringType(), True),  # None: valid event
             StructField("q_detail", StringType(), True),
             StructField("record_event_id", StringType(), True),
-            # null in the batches of a read task for a valid JSON Lines record that is
-            # exactly its event columns: read_records fills it in Spark (column_hash)
-            StructField("content_hash", StringType(), True),
+            StructField("content_hash", StringType(), False),
             *[StructField(f.name, f.dataType, True) for f in EVENT_FIELDS.fields],
         ]
     )
@@ -552,12 +550,9 @@ def _batches(rows: Iterator[RecordRow], schema: Any, size: int = 4096) -> Iterat
 
 
 def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_bytes: int) -> DataFrame:
-    """All records of the inputs as a DataFrame (``records_schema``, every
-    ``content_hash`` set), read by Spark tasks.
+    """All records of the inputs as a DataFrame (``records_schema``), read by Spark tasks.
 
     One Spark task per read task; records travel to the JVM as Arrow batches."""
-    from pyspark.sql import functions as F
-
     tasks = plan_tasks(files)
     schema = _arrow_records_schema()
 
@@ -567,22 +562,7 @@ def read_records(spark: SparkSession, files: Sequence[InputFile], *, max_text_by
                 yield from read_task_batches(tasks[task_no], max_text_bytes, schema)
 
     ids = spark.range(0, len(tasks), 1, numPartitions=max(1, len(tasks)))
-    records = ids.mapInArrow(read, records_schema())
-    return records.withColumn("content_hash", F.coalesce(F.col("content_hash"), column_hash()))
-
-
-def column_hash() -> Column:
-    """sha256 (hex) of a record's canonical JSON built from its event columns, in Spark:
-    Spark's JSON writer with the keys sorted, absent (null) fields left out and no white
-    space writes the text Python's ``json.dumps(sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False)`` writes for the records the vectorized validator leaves to it
-    (strings escape only ``"``, ``\\`` and the five short control escapes, which both
-    writers write alike; integers in decimal). ``tests/test_content_hash.py`` checks it
-    against :func:`echo.stages.validate_arrow.column_hashes` and the reference."""
-    from pyspark.sql import functions as F
-
-    fields = F.struct(*[F.col(c) for c in sorted(EVENT_COLUMNS)])
-    return F.sha2(F.to_json(fields, {"ignoreNullFields": "true"}).cast("binary"), 256)
+    return ids.mapInArrow(read, records_schema())
 
 
 def _lines_at(f: InputFile, positions: Sequence[int]) -> list[bytes]:

@@ -30,7 +30,7 @@ from echo.sources import (
     read_task_batches,
 )
 from echo.stages.validate import EVENT_COLUMNS, validate_json_line
-from echo.stages.validate_arrow import KINDS, column_hashes, validate_lines
+from echo.stages.validate_arrow import KINDS, validate_lines
 
 MAX = 64  # a small text limit, so that text_too_large is reachable
 
@@ -132,14 +132,6 @@ def _reference_columns(line: bytes) -> dict[str, Any]:
     }
 
 
-def _filled(hashes: list[str | None], events: pa.Table) -> list[str]:
-    """The hashes, with each null one (a valid record left to Spark) the hash of the
-    canonical JSON of its row's event columns: what Spark fills in
-    (``tests/test_content_hash.py`` checks that Spark computes exactly this)."""
-    rebuilt = column_hashes(events.select(list(EVENT_COLUMNS)))
-    return [h if h is not None else r for h, r in zip(hashes, rebuilt, strict=True)]
-
-
 def _non_blank(batch: list[bytes]) -> list[bytes]:
     return [b.rstrip(b"\r") for b in batch if b.rstrip(b"\r").strip()]
 
@@ -151,13 +143,8 @@ def test_every_line_the_vectorized_validator_decides_matches_the_reference(batch
     if not batch:
         return
     handled, cols = validate_lines(pa.array(batch, pa.binary()), max_text_bytes=MAX)
-    if not len(handled):
-        return
-    table = pa.table(cols)
-    table = table.set_column(table.schema.get_field_index("content_hash"), "content_hash",
-                             pa.array(_filled(cols["content_hash"].to_pylist(), table), pa.string()))  # fmt: skip
     for j, i in enumerate(handled.tolist()):
-        fast = {name: table.column(name)[j].as_py() for name in cols}
+        fast = {name: col[j].as_py() for name, col in cols.items()}
         assert fast == _reference_columns(batch[i]), batch[i]
 
 
@@ -187,23 +174,7 @@ def test_plain_records_of_every_kind_are_decided_by_the_vectorized_path():
     assert cols["q_reason"].to_pylist() == [
         None, None, None, None, "negative_value", "missing_field", "unknown_event_type", "text_too_large",
     ]  # fmt: skip
-    hashes = cols["content_hash"].to_pylist()
-    # the valid records are exactly their columns: Spark hashes them; the refused are hashed here
-    assert [h is None for h in hashes] == [r is None for r in cols["q_reason"].to_pylist()]
-    assert _filled(hashes, pa.table(cols)) == [validate_json_line(r).content_hash for r in raw]
-
-
-def test_a_valid_record_with_a_field_its_type_ignores_is_hashed_by_the_validator():
-    """Its event columns leave that field out (null), so they are not the whole record:
-    its hash cannot be left to Spark."""
-    rec = {"event_id": "e", "ts_ms": 5, "user_id": "u", "doc_id": "d", "doc_version": 2, "event_type": "edit",
-           "offset": 0, "delete_len": 1, "insert_text": "", "model_id": "m"}  # fmt: skip
-    raw = [json.dumps(rec).encode()]
-    handled, cols = validate_lines(pa.array(raw, pa.binary()), max_text_bytes=MAX)
-    assert handled.tolist() == [0]
-    assert cols["q_reason"].to_pylist() == [None]
-    assert cols["model_id"].to_pylist() == [None]
-    assert cols["content_hash"].to_pylist() == [validate_json_line(raw[0]).content_hash]
+    assert cols["content_hash"].to_pylist() == [validate_json_line(r).content_hash for r in raw]
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -213,11 +184,9 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 def _read_both(path: Path, split_bytes: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     schema = _arrow_records_schema()
     tasks = plan_tasks(list_inputs([str(path)]), split_bytes=split_bytes)
-    fast = pa.Table.from_batches([b for t in tasks for b in read_task_batches(t, MAX, schema)], schema)
+    fast = [b for t in tasks for b in read_task_batches(t, MAX, schema)]
     ref = [b for t in tasks for b in _batches(read_task(t, MAX), schema)]
-    hashes = pa.array(_filled(fast.column("content_hash").to_pylist(), fast), pa.string())
-    fast = fast.set_column(fast.schema.get_field_index("content_hash"), schema.field("content_hash"), hashes)
-    return _rows(fast), _rows(pa.Table.from_batches(ref, schema))
+    return _rows(pa.Table.from_batches(fast, schema)), _rows(pa.Table.from_batches(ref, schema))
 
 
 @settings(

@@ -192,9 +192,8 @@ def _json_string(col: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise('"', s, '"', "")
 
 
-def column_hashes(table: pa.Table) -> list[str]:
-    """sha256 of each row's canonical JSON (sorted keys; absent fields left out), from
-    its event columns: what ``echo.sources.column_hash`` computes in Spark."""
+def _content_hashes(table: pa.Table) -> list[str]:
+    """sha256 of each row's canonical JSON (sorted keys; absent fields left out)."""
     pieces = []
     for name in sorted(EVENT_COLUMNS):
         col = table.column(name)
@@ -256,25 +255,11 @@ def _verdicts(table: pa.Table, max_text_bytes: int) -> dict[str, pa.Array]:
             refuse(checked[k] & big, TEXT_TOO_LARGE, k)
 
     valid = pa.array(open_)
-    # A valid record holding only fields its type checks is exactly its event columns
-    # below: its hash is left null here and computed from them by Spark, in the JVM
-    # (``echo.sources.column_hash``, the same canonical JSON). Refused records and those
-    # with fields their type ignores (columns left null below) are hashed here.
-    whole = open_.copy()
-    for k in EVENT_COLUMNS:
-        if k in checked:
-            whole &= ~present[k] | checked[k]
-        else:
-            whole &= ~present[k]
-    hashes = np.full(n, None, dtype=object)
-    rest = np.flatnonzero(~whole)
-    if len(rest):
-        hashes[rest] = column_hashes(table.take(pa.array(rest)))
     cols: dict[str, pa.Array] = {
         "q_reason": pa.array(reason, pa.string()),
         "q_detail": pa.array(detail, pa.string()),
         "record_event_id": table.column("event_id").combine_chunks(),
-        "content_hash": pa.array(hashes, pa.string()),
+        "content_hash": pa.array(_content_hashes(table), pa.string()),
     }
     for k in EVENT_COLUMNS:
         col = table.column(k).combine_chunks()
@@ -294,9 +279,7 @@ def validate_lines(
     Returns ``(handled, columns)``: the indices of the lines decided here, in increasing
     order, and for those lines the columns ``q_reason``, ``q_detail``,
     ``record_event_id``, ``content_hash`` and every event column, as the reference
-    validator would fill them, except that ``content_hash`` is null for a valid record
-    that is exactly its event columns (:func:`column_hashes` of them is its hash; Spark
-    computes it). Every other line must go to the reference."""
+    validator would fill them. Every other line must go to the reference."""
     n = len(lines)
     text, utf8 = _utf8(lines)
     candidate = (
