@@ -138,3 +138,30 @@ def test_acceptance_metrics_count_accepted_outcomes_per_model_and_day(spark):
     sugg = track(assign_sessions(events_df(spark, events), gap_s=1800), settings=ReplaySettings(), buckets=4)
     m = acceptance_metrics(sugg).select("model_id", "shown", "accepted", "kept", F.round("acceptance_rate", 4)).collect()
     assert [tuple(r) for r in m] == [("m1", 3, 1, 1, round(1 / 3, 4))]
+
+
+KEYS = "path_idx int, pos long, event_id string, content_hash string, q_reason string, user_id string, ts_ms long"
+
+
+def _classified(spark, rows: list[tuple[Any, ...]]) -> dict[int, tuple[str, str | None]]:
+    from echo.stages.ingest import classify
+
+    records = spark.createDataFrame(rows, KEYS)
+    known = spark.createDataFrame([], "event_id string, content_hash string")
+    quarantined = spark.createDataFrame([], "record_hash string")
+    out = classify(records, known, quarantined).select("pos", "status", "final_reason").collect()
+    return {r.pos: (r.status, r.final_reason) for r in out}
+
+
+def test_the_first_copy_of_an_event_by_position_is_kept_whatever_its_content_sorts_as(spark):
+    """The first line read wins, not the smallest content hash; each other content is
+    quarantined once, and every later copy of a content is a duplicate (CONTRACT.md 1.2)."""
+    rows = [(0, 1, "e", "zz", None, "u", 1), (0, 2, "e", "aa", None, "u", 1),
+            (0, 3, "e", "zz", None, "u", 1), (0, 4, "e", "aa", None, "u", 1), (0, 5, "e", "mm", None, "u", 1)]  # fmt: skip
+    assert _classified(spark, rows) == {
+        1: ("kept", None),
+        2: ("quarantined", "conflicting_duplicate"),
+        3: ("duplicate", None),
+        4: ("duplicate", None),
+        5: ("quarantined", "conflicting_duplicate"),
+    }

@@ -278,10 +278,10 @@ def execute(
             {r[0] for r in stored_days.select("event_date").union(new_days.select("event_date")).distinct().collect()}
         )
         stored = lake.read_partitions(EVENTS, days).where(F.col("run_no") <= up_to)
-        # the replay sees narrow events (never the shown events' prefix, suffix and text,
-        # narrowed before the join with the plan shuffles them by document); the rows
-        # written get those from the shown events they chose, by one join on the event id
-        # (unique in bronze), which no filter of the plan's needs to precede
+        # The replay sees narrow events, narrowed before the plan join shuffles them by
+        # document (never the shown events' text, prefix and suffix). The rows written get
+        # those from the shown events they chose, joined by event id (unique in bronze):
+        # the shown events of these days, without the plan's filters.
         events = narrow(stored).join(plan, "doc_id").where(F.col("doc_version") >= F.col("from_version"))
         settings = ReplaySettings(cfg.refine_window_s, cfg.min_refine_similarity)
         replayed = replay_documents(with_sessions(lake, events, days), settings=settings, bounded=True).cache()
